@@ -1,0 +1,41 @@
+"""The ``stereo-depth-ros`` command: training, evaluation, benchmarks, bags, replay and the demo.
+
+Each group of sub-commands lives beside the code it drives and registers itself through an ``add_commands(sub)``
+function; this module only assembles them, so ``stereo-depth-ros --help`` lists everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "stereo_depth_ros.training.commands",
+    "stereo_depth_ros.evaluation.commands",
+    "stereo_depth_ros.ros.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(prog="stereo-depth-ros", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (0 success, 2 usage or input error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"stereo-depth-ros {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Datasets of rectified stereo pairs on disk for self-supervised training.
+
+:class:`StereoFolderDataset` reads ``left/`` and ``right/`` folders with matching file names (the BDIS layout
+``<set>/images_rectified/{left,right}/N.png`` is found automatically); other layouts plug in by subclassing and
+overriding :meth:`StereoFolderDataset.find_pairs` (see :class:`ScaredKeyframeDataset`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that orders ``2.png`` before ``10.png``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def read_image_bgr(path: str | Path) -> np.ndarray:
+    """Read an 8-bit colour image as (H, W, 3) uint8 BGR (grey images are expanded to three channels).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if OpenCV cannot decode it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"image {path} could not be decoded")
+    return image
+
+
+def black_border_mask(image_bgr: np.ndarray, threshold: int = 12, erode: int = 3) -> np.ndarray:
+    """Mask of the active image area: False on near-black regions connected to the image border.
+
+    Rectified endoscope frames (BDIS sets 20 and 21) carry a large black border; dark tissue inside the image is
+    kept because only black regions that touch the border are removed.
+
+    Args:
+        image_bgr: (H, W, 3) uint8.
+        threshold: grey level at or below which a pixel counts as black.
+        erode: pixels to erode the active area by (the border's edge is blurred).
+
+    Returns:
+        (H, W) bool, True where the pixel is inside the active area.
+    """
+    grey = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    black = (grey <= threshold).astype(np.uint8)
+    _, labels = cv2.connectedComponents(black, connectivity=4)
+    border_labels = np.unique(np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1])))
+    border_labels = border_labels[border_labels > 0]
+    border = np.isin(labels, border_labels) & (black > 0)
+    active = ~border
+    if erode > 0:
+        kernel = np.ones((2 * erode + 1, 2 * erode + 1), np.uint8)
+        active = cv2.erode(active.astype(np.uint8), kernel).astype(bool)
+    return active
+
+
+class StereoFolderDataset(Dataset):
+    """Rectified stereo pairs from ``left/`` and ``right/`` folders with matching file names.
+
+    Args:
+        roots: folders; each is either a folder holding ``left/`` and ``right/``, or a BDIS set folder holding
+            ``images_rectified/left`` and ``images_rectified/right``.
+        crop: (height, width) random crop for training, or None for whole images.
+        augment: random colour jitter (same for both views) and horizontal flip that swaps and mirrors the views.
+        samples_per_epoch: length of the dataset (pairs are drawn cyclically), default the number of pairs.
+        seed: seed of the augmentation random generator (per item: ``seed + index``), so a run is repeatable.
+        scale_range: (min, max) zoom of the random crops (see :func:`random_crop`); (1, 1) = no zoom.
+
+    Items are dicts of ``left``, ``right``: (3, h, w) float32 RGB in [0, 1]; ``valid``: (1, h, w) float32 0/1 (0 on
+    black borders of either view); ``name``: str.
+
+    Raises:
+        FileNotFoundError: if a root has no pair layout, or a left image has no right partner.
+        ValueError: if a crop is larger than an image.
+    """
+
+    def __init__(self, roots: list[str | Path] | str | Path, crop: tuple[int, int] | None = None,
+                 augment: bool = False, samples_per_epoch: int | None = None, seed: int = 0,
+                 scale_range: tuple[float, float] = (1.0, 1.0)) -> None:
+        if isinstance(roots, (str, Path)):
+            roots = [roots]
+        self.pairs: list[tuple[Path, Path]] = []
+        for root in roots:
+            self.pairs.extend(self.find_pairs(Path(root)))
+        if not self.pairs:
+            raise FileNotFoundError(f"no stereo pairs found in {[str(r) for r in roots]}")
+        self.crop = crop
+        self.augment = augment
+        self.samples_per_epoch = samples_per_epoch or len(self.pairs)
+        self.seed = seed
+        self.scale_range = scale_range
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def find_pairs(self, root: Path) -> list[tuple[Path, Path]]:
+        """Return the (left, right) image paths under ``root``; override for other layouts."""
+        for left_dir, right_dir in ((root / "left", root / "right"),
+                                    (root / "images_rectified" / "left", root / "images_rectified" / "right")):
+            if left_dir.is_dir() and right_dir.is_dir():
+                return match_folders(left_dir, right_dir)
+        raise FileNotFoundError(f"{root} has neither left/ and right/ nor images_rectified/left and "
+                                f"images_rectified/right folders")
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(left BGR, right BGR, valid mask) of pair ``index`` at full size, cached in memory."""
+        if index not in self._cache:
+            left_path, right_path = self.pairs[index]
+            left, right = read_image_bgr(left_path), read_image_bgr(right_path)
+            if left.shape != right.shape:
+                raise ValueError(f"{left_path} and {right_path} differ in size: {left.shape} vs {right.shape}")
+            valid = black_border_mask(left) & black_border_mask(right)
+            self._cache[index] = (left, right, valid)
+        return self._cache[index]
+
+    def __getitem__(self, item: int) -> dict:
+        index = item % len(self.pairs)
+        left, right, valid = self.load_pair(index)
+        rng = np.random.default_rng(self.seed + item) if self.augment or self.crop else None
+        if self.crop is not None:
+            left, right, valid = random_crop(left, right, valid, self.crop, rng, self.scale_range)
+        left = left[..., ::-1].astype(np.float32) / 255.0  # BGR -> RGB
+        right = right[..., ::-1].astype(np.float32) / 255.0
+        valid = valid.astype(np.float32)
+        if self.augment:
+            left, right, valid = augment_pair(left, right, valid, rng)
+        return {"left": torch.from_numpy(np.ascontiguousarray(left.transpose(2, 0, 1))),
+                "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))),
+                "valid": torch.from_numpy(np.ascontiguousarray(valid[None])),
+                "name": str(self.pairs[index][0])}
+
+
+class ScaredKeyframeDataset(StereoFolderDataset):
+    """The SCARED rectified keyframe layout: ``img_left/`` and ``img_right/`` with matching names."""
+
+    def find_pairs(self, root: Path) -> list[tuple[Path, Path]]:
+        if (root / "img_left").is_dir() and (root / "img_right").is_dir():
+            return match_folders(root / "img_left", root / "img_right")
+        return super().find_pairs(root)
+
+
+def match_folders(left_dir: Path, right_dir: Path) -> list[tuple[Path, Path]]:
+    """Pair the images of two folders by file name.
+
+    Raises:
+        FileNotFoundError: if a left image has no right image of the same name.
+    """
+    lefts = sorted((p for p in left_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
+    pairs = []
+    for left in lefts:
+        right = right_dir / left.name
+        if not right.is_file():
+            raise FileNotFoundError(f"left image {left} has no right image {right}")
+        pairs.append((left, right))
+    return pairs
+
+
+def random_crop(left: np.ndarray, right: np.ndarray, valid: np.ndarray, size: tuple[int, int],
+                rng: np.random.Generator, scale_range: tuple[float, float] = (1.0, 1.0)
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same random window of both views and the mask, resized to ``size`` = (height, width).
+
+    With a scale ``s`` drawn log-uniformly from ``scale_range``, a window of ``size / s`` pixels is cut and resized
+    to ``size``: the pair is zoomed by ``s`` and so are its disparities, which teaches the network disparities
+    beyond those of the training set (in-vivo pairs have 20-50 px). The window is the one with the most valid
+    pixels among 4 candidates, so crops of frames with a large black border still hold tissue.
+
+    Raises:
+        ValueError: if the crop is larger than the images (at the smallest scale).
+    """
+    h, w = left.shape[:2]
+    ch, cw = size
+    low, high = scale_range
+    scale = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else float(low)
+    scale = max(scale, ch / h, cw / w)  # never cut a window larger than the image
+    wh, ww = min(h, int(round(ch / scale))), min(w, int(round(cw / scale)))
+    if (ch > h or cw > w) and scale_range == (1.0, 1.0):
+        raise ValueError(f"crop {ch}x{cw} is larger than the image {h}x{w}")
+    best = None
+    for _ in range(4):
+        y, x = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
+        score = valid[y:y + wh, x:x + ww].sum()
+        if best is None or score > best[0]:
+            best = (score, y, x)
+    _, y, x = best
+    window = (slice(y, y + wh), slice(x, x + ww))
+    left, right, valid = left[window], right[window], valid[window]
+    if (wh, ww) != (ch, cw):
+        left = cv2.resize(left, (cw, ch), interpolation=cv2.INTER_LINEAR)
+        right = cv2.resize(right, (cw, ch), interpolation=cv2.INTER_LINEAR)
+        valid = cv2.resize(valid.astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return left, right, valid
+
+
+def augment_pair(left: np.ndarray, right: np.ndarray, valid: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Photometric jitter applied equally to both views, and a horizontal flip that keeps the geometry valid.
+
+    Flip: the mirrored right view becomes the left view and vice versa, so disparities stay positive; the valid
+    mask is mirrored with it (it is the intersection of both views' masks, so it belongs to both).
+
+    Args:
+        left, right: (H, W, 3) float32 RGB in [0, 1]; valid: (H, W) float32.
+
+    Returns:
+        the augmented ``(left, right, valid)``, images still in [0, 1].
+    """
+    gamma = rng.uniform(0.8, 1.2)
+    brightness = rng.uniform(0.8, 1.2)
+    colour = rng.uniform(0.9, 1.1, size=3).astype(np.float32)
+    left = np.clip((left ** gamma) * brightness * colour, 0.0, 1.0)
+    right = np.clip((right ** gamma) * brightness * colour, 0.0, 1.0)
+    if rng.random() < 0.5:
+        left, right = right[:, ::-1], left[:, ::-1]
+        valid = valid[:, ::-1]
+    return left.astype(np.float32), right.astype(np.float32), valid

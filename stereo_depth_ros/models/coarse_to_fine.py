@@ -1,0 +1,388 @@
+"""Coarse-to-fine stereo network (AnyNet-style), the core of this package.
+
+Source: "Real-Time Coarse-To-Fine Depth Estimation on Stereo Endoscopic Images with Self-Supervised Learning"
+(../shared/papers/000), which builds on AnyNet (Wang et al., "Anytime Stereo Image Depth Estimation on Mobile
+Devices", ICRA 2019): a U-Net feature extractor with shared weights, a distance-based matching cost volume, 3D
+convolutions, soft-argmin disparity regression, and residual disparity in the later stages.
+
+Stages (disparities always returned in pixels of the input resolution, left view, positive = x_left - x_right):
+
+- stage 0, at 1/16 scale: full-range cost volume over ``ceil(max_disparity / 16)`` disparities, regularised by 3D
+  convolutions, soft-argmin.
+- stage 1 (1/8) and stage 2 (1/4): the previous disparity is upsampled, the right features are warped with it, and a
+  small cost volume over ``-residual_radius .. +residual_radius`` pixels of *residual* disparity is regularised and
+  regressed by soft-argmin; the residual is added to the upsampled previous disparity.
+- stage 3: a light 2D refinement network guided by the left image (our choice among the issue's two options). At
+  1/2 scale it takes the stage-2 disparity, the left image and the photometric error ``|left - warp(right, d)|``
+  and predicts a residual with dilated convolutions. AnyNet uses a spatial propagation network here; we chose a
+  guided residual CNN because it works at a finer scale than a fourth cost-volume stage at 1/4 could, sees the
+  photometric error directly, and exports to ONNX. What it adds (stage 2 vs stage 3 error) and what it costs (ms at
+  1280x1024) are measured in docs/stereo.md and docs/benchmarks.md; the alternative (a residual cost-volume stage
+  at 1/4) was not trained for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from stereo_depth_ros.geometry import warp_right_to_left
+
+ARCHITECTURE = "coarse-to-fine-stereo/v1"
+NUM_STAGES = 4
+STAGE_SCALES = (16, 8, 4, 2)  # downsampling factor at which each stage works
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+def _conv3d_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
+                         nn.BatchNorm3d(out_channels), nn.ReLU(inplace=True))
+
+
+class UNetFeatures(nn.Module):
+    """U-Net feature extractor applied with shared weights to the left and right images.
+
+    Encoder: four stride-2 blocks to 1/2, 1/4, 1/8, 1/16; decoder: upsample + skip connection to 1/8 and 1/4.
+
+    Input: (B, 3, H, W) float normalised image with H and W multiples of 16.
+    Output of :meth:`forward`: features at 1/16, 1/8, 1/4 scale, each (B, feature_channels, H/s, W/s); the decoder
+    levels are computed only up to ``finest`` (so stage 0 alone skips the decoder).
+    """
+
+    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32), feature_channels: int = 16) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        self.down1 = _conv_bn_relu(3, w1, stride=2)
+        self.down2 = nn.Sequential(_conv_bn_relu(w1, w2, stride=2), _conv_bn_relu(w2, w2))
+        self.down3 = nn.Sequential(_conv_bn_relu(w2, w3, stride=2), _conv_bn_relu(w3, w3))
+        self.down4 = nn.Sequential(_conv_bn_relu(w3, w4, stride=2), _conv_bn_relu(w4, w4))
+        self.head16 = nn.Conv2d(w4, feature_channels, 3, padding=1)
+        self.up8 = _conv_bn_relu(w4 + w3, w3)
+        self.head8 = nn.Conv2d(w3, feature_channels, 3, padding=1)
+        self.up4 = _conv_bn_relu(w3 + w2, w2)
+        self.head4 = nn.Conv2d(w2, feature_channels, 3, padding=1)
+
+    def forward(self, image: torch.Tensor, finest: int = 4) -> list[torch.Tensor]:
+        x2 = self.down1(image)
+        x4 = self.down2(x2)
+        x8 = self.down3(x4)
+        x16 = self.down4(x8)
+        features = [self.head16(x16)]
+        if finest <= 8:
+            y8 = self.up8(torch.cat((F.interpolate(x16, size=x8.shape[-2:], mode="nearest"), x8), 1))
+            features.append(self.head8(y8))
+            if finest <= 4:
+                y4 = self.up4(torch.cat((F.interpolate(y8, size=x4.shape[-2:], mode="nearest"), x4), 1))
+                features.append(self.head4(y4))
+        return features
+
+
+def group_l1_distance(left: torch.Tensor, right: torch.Tensor, groups: int) -> torch.Tensor:
+    """Distance-based matching cost: mean absolute difference per channel group.
+
+    Args:
+        left, right: (B, C, H, W) features, C divisible by ``groups``.
+        groups: number of channel groups G.
+
+    Returns:
+        (B, G, H, W) non-negative costs.
+    """
+    b, c, h, w = left.shape
+    return (left - right).abs().view(b, groups, c // groups, h, w).mean(2)
+
+
+def build_full_cost_volume(left: torch.Tensor, right: torch.Tensor, num_disparities: int,
+                           groups: int) -> torch.Tensor:
+    """Full-range cost volume: cost of matching left pixel x with right pixel x - d, d = 0 .. D-1.
+
+    Args:
+        left, right: (B, C, H, W) features at one scale.
+        num_disparities: D, disparities in pixels of this scale.
+        groups: channel groups G of :func:`group_l1_distance`.
+
+    Returns:
+        (B, G, D, H, W) costs; where x - d < 0 the right feature is taken as zero.
+    """
+    volumes = []
+    for d in range(num_disparities):
+        shifted = F.pad(right[..., : right.shape[-1] - d], (d, 0)) if d else right
+        volumes.append(group_l1_distance(left, shifted, groups))
+    return torch.stack(volumes, 2)
+
+
+def build_residual_cost_volume(left: torch.Tensor, warped_right: torch.Tensor, radius: int,
+                               groups: int) -> torch.Tensor:
+    """Residual cost volume around a current disparity estimate.
+
+    ``warped_right`` is the right feature map already warped to the left view with the current disparity; the
+    residual ``r`` in ``-radius .. +radius`` shifts it by ``r`` more pixels (right sample at ``x - d - r``).
+
+    Args:
+        left, warped_right: (B, C, H, W).
+        radius: R, the residual range in pixels of this scale.
+        groups: channel groups.
+
+    Returns:
+        (B, G, 2R + 1, H, W) costs, residual ``-R`` first.
+    """
+    volumes = []
+    for r in range(-radius, radius + 1):
+        if r > 0:
+            shifted = F.pad(warped_right[..., :-r], (r, 0, 0, 0), mode="replicate")
+        elif r < 0:
+            shifted = F.pad(warped_right[..., -r:], (0, -r, 0, 0), mode="replicate")
+        else:
+            shifted = warped_right
+        volumes.append(group_l1_distance(left, shifted, groups))
+    return torch.stack(volumes, 2)
+
+
+def soft_argmin(cost: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Differentiable soft-argmin disparity regression (Kendall et al., GC-Net, eq. 1).
+
+    ``d = sum_k values[k] * softmax(-cost)[k]`` over the disparity axis.
+
+    Args:
+        cost: (B, D, H, W) matching costs (lower is better).
+        values: (D,) the disparity (or residual) each of the D cost slices stands for.
+
+    Returns:
+        (B, 1, H, W) expected disparity, between ``values.min()`` and ``values.max()``.
+
+    Raises:
+        ValueError: if ``values`` does not have one entry per cost slice.
+    """
+    if cost.shape[1] != values.numel():
+        raise ValueError(f"cost has {cost.shape[1]} disparity slices but {values.numel()} values were given")
+    probability = torch.softmax(-cost, dim=1)
+    return (probability * values.view(1, -1, 1, 1).to(cost)).sum(1, keepdim=True)
+
+
+class CostRegularizer(nn.Module):
+    """3D convolutions that filter a (B, G, D, H, W) cost volume into (B, D, H, W) costs."""
+
+    def __init__(self, in_channels: int, channels: int, layers: int) -> None:
+        super().__init__()
+        blocks = [_conv3d_bn_relu(in_channels, channels)]
+        blocks += [_conv3d_bn_relu(channels, channels) for _ in range(layers - 1)]
+        self.body = nn.Sequential(*blocks)
+        self.out = nn.Conv3d(channels, 1, 3, padding=1)
+
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(volume)).squeeze(1)
+
+
+class GuidedRefinement(nn.Module):
+    """Stage 3: residual refinement of a disparity map guided by the left image and the photometric error.
+
+    Input: disparity (B, 1, h, w) in pixels of this scale, left and right images (B, 3, h, w) normalised.
+    Output: refined disparity (B, 1, h, w).
+    """
+
+    def __init__(self, channels: int = 12, dilations: tuple[int, ...] = (1, 2, 4, 1)) -> None:
+        super().__init__()
+        layers = [_conv_bn_relu(5, channels)]
+        layers += [_conv_bn_relu(channels, channels, dilation=d) for d in dilations]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(self, disparity: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        warped, _ = warp_right_to_left(right, disparity, padding_mode="border")
+        error = (left - warped).abs().mean(1, keepdim=True)
+        scale = disparity.shape[-1] / 64.0  # keep the disparity input of order 1 for any image width
+        x = torch.cat((disparity / scale, left, error), 1)
+        return disparity + self.out(self.body(x)) * scale / 8.0
+
+
+class CoarseToFineStereoNet(nn.Module):
+    """Four-stage coarse-to-fine stereo network with residual disparity (AnyNet-style).
+
+    Args:
+        max_disparity: largest disparity searched, in pixels of the input resolution (> 0); stage 0 searches
+            ``ceil(max_disparity / 16)`` disparities at 1/16 scale.
+        feature_channels: channels of the U-Net feature maps (divisible by ``groups``).
+        groups: channel groups of the distance-based cost volume.
+        cost_channels: 3D-convolution channels of stages 0, 1, 2.
+        cost_layers: 3D-convolution layers of stages 0, 1, 2.
+        residual_radius: residual search range of stages 1 and 2, pixels at their scale (1/8 and 1/4).
+        refine_channels: channels of the stage-3 refinement CNN.
+
+    Shapes:
+        ``forward(left, right)`` takes (B, 3, H, W) float tensors in [0, 1] (RGB or BGR, as trained: this package
+        feeds RGB) of any H, W >= 1; they are padded to multiples of 16 internally and cropped back. It returns a
+        list of ``max_stage + 1`` tensors, each (B, 1, H, W) float (float32 unless the model runs in half precision),
+        the left disparity in pixels of the input resolution, >= 0.
+
+    Raises:
+        ValueError: for inputs that are not two (B, 3, H, W) tensors of the same shape, or an invalid ``max_stage``.
+
+    Example:
+        >>> net = CoarseToFineStereoNet(max_disparity=64).eval()
+        >>> stages = net(torch.rand(1, 3, 37, 50), torch.rand(1, 3, 37, 50))
+        >>> [tuple(s.shape) for s in stages]
+        [(1, 1, 37, 50), (1, 1, 37, 50), (1, 1, 37, 50), (1, 1, 37, 50)]
+    """
+
+    def __init__(self, max_disparity: int = 192, feature_channels: int = 16, groups: int = 4,
+                 cost_channels: tuple[int, int, int] = (8, 4, 4), cost_layers: tuple[int, int, int] = (3, 2, 1),
+                 residual_radius: int = 2, refine_channels: int = 12) -> None:
+        super().__init__()
+        if max_disparity <= 0:
+            raise ValueError(f"max_disparity must be a positive number of pixels, got {max_disparity}")
+        if feature_channels % groups:
+            raise ValueError(f"feature_channels ({feature_channels}) must be divisible by groups ({groups})")
+        self.config = dict(max_disparity=int(max_disparity), feature_channels=int(feature_channels),
+                           groups=int(groups), cost_channels=[int(c) for c in cost_channels],
+                           cost_layers=[int(n) for n in cost_layers], residual_radius=int(residual_radius),
+                           refine_channels=int(refine_channels))
+        self.max_disparity = int(max_disparity)
+        self.groups = groups
+        self.residual_radius = residual_radius
+        self.coarse_disparities = math.ceil(max_disparity / STAGE_SCALES[0])
+        self.features = UNetFeatures(feature_channels=feature_channels)
+        self.regularizers = nn.ModuleList(
+            CostRegularizer(groups, c, n) for c, n in zip(cost_channels, cost_layers))
+        self.refinement = GuidedRefinement(refine_channels)
+        self.register_buffer("mean", torch.tensor([0.45, 0.45, 0.45]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.225, 0.225, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor, max_stage: int = NUM_STAGES - 1
+                ) -> list[torch.Tensor]:
+        if not 0 <= max_stage < NUM_STAGES:
+            raise ValueError(f"max_stage must be in 0..{NUM_STAGES - 1}, got {max_stage}")
+        if left.ndim != 4 or left.shape[1] != 3 or left.shape != right.shape:
+            raise ValueError(f"expected left and right (B, 3, H, W) of the same shape, got {tuple(left.shape)} and "
+                             f"{tuple(right.shape)}")
+        h, w = left.shape[-2:]
+        pad_h, pad_w = (-h) % 16, (-w) % 16
+        left_n = (left - self.mean.to(left)) / self.std.to(left)
+        right_n = (right - self.mean.to(right)) / self.std.to(right)
+        if pad_h or pad_w:
+            left_n = F.pad(left_n, (0, pad_w, 0, pad_h), mode="replicate")
+            right_n = F.pad(right_n, (0, pad_w, 0, pad_h), mode="replicate")
+        both = self.features(torch.cat((left_n, right_n), 0), finest=STAGE_SCALES[min(max_stage, 2)])
+        batch = left.shape[0]
+        left_features = [f[:batch] for f in both]
+        right_features = [f[batch:] for f in both]
+
+        full_size = left_n.shape[-2:]
+        outputs = []
+        # Stage 0: full-range cost volume at 1/16.
+        volume = build_full_cost_volume(left_features[0], right_features[0], self.coarse_disparities, self.groups)
+        values = torch.arange(self.coarse_disparities, device=left.device, dtype=left_features[0].dtype)
+        disparity = soft_argmin(self.regularizers[0](volume), values)
+        outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[0], full_size, h, w))
+        # Stages 1, 2: residual disparity at 1/8 and 1/4.
+        residual_values = torch.arange(-self.residual_radius, self.residual_radius + 1, device=left.device,
+                                       dtype=left_features[0].dtype)
+        for stage in (1, 2):
+            if stage > max_stage:
+                return outputs
+            fl, fr = left_features[stage], right_features[stage]
+            disparity = 2.0 * F.interpolate(disparity, size=fl.shape[-2:], mode="bilinear", align_corners=False)
+            warped, _ = warp_right_to_left(fr, disparity, padding_mode="border")
+            volume = build_residual_cost_volume(fl, warped, self.residual_radius, self.groups)
+            disparity = F.relu(disparity + soft_argmin(self.regularizers[stage](volume), residual_values))
+            outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[stage], full_size, h, w))
+        if max_stage < 3:
+            return outputs
+        # Stage 3: guided refinement at 1/2.
+        size2 = (full_size[0] // 2, full_size[1] // 2)
+        disparity = 2.0 * F.interpolate(disparity, size=size2, mode="bilinear", align_corners=False)
+        left2 = F.avg_pool2d(left_n, 2)
+        right2 = F.avg_pool2d(right_n, 2)
+        disparity = F.relu(self.refinement(disparity, left2, right2))
+        outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[3], full_size, h, w))
+        return outputs
+
+    @staticmethod
+    def _to_input_resolution(disparity: torch.Tensor, scale: int, full_size, h: int, w: int) -> torch.Tensor:
+        up = F.interpolate(disparity, size=full_size, mode="bilinear", align_corners=False) * scale
+        return up[..., :h, :w]
+
+
+def save_weights(model: CoarseToFineStereoNet, path: str | Path, extra_metadata: dict | None = None) -> None:
+    """Write the model's weights to a safetensors file with its architecture and config in the metadata.
+
+    Args:
+        model: the network.
+        path: output ``.safetensors`` file.
+        extra_metadata: more string-able facts to store (training steps, data); values are JSON-encoded.
+    """
+    from safetensors.torch import save_file
+
+    metadata = {"architecture": ARCHITECTURE, "config": json.dumps(model.config)}
+    for key, value in (extra_metadata or {}).items():
+        metadata[key] = value if isinstance(value, str) else json.dumps(value)
+    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()
+             if v.dtype.is_floating_point}
+    state.update({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+                  if not v.dtype.is_floating_point})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=metadata)
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, unreadable, truncated or for another architecture (the message names it)."""
+
+
+def load_weights(path: str | Path, max_disparity: int | None = None) -> CoarseToFineStereoNet:
+    """Build a :class:`CoarseToFineStereoNet` from a safetensors file written by :func:`save_weights`.
+
+    No pickle is involved: the file holds tensors and a JSON header only, so it can never run code.
+
+    Args:
+        path: the ``.safetensors`` file.
+        max_disparity: override the stored search range (pixels at input resolution); the weights do not depend
+            on it.
+
+    Returns:
+        the network in eval mode on the CPU.
+
+    Raises:
+        WeightsError: naming the file and what is wrong (missing, not safetensors / truncated, another
+            architecture, missing or unexpected tensors, wrong shapes).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(f"weights file {path} is not a readable safetensors file (truncated or corrupt?): "
+                           f"{error}") from error
+    architecture = metadata.get("architecture")
+    if architecture != ARCHITECTURE:
+        raise WeightsError(f"weights file {path} is for architecture {architecture!r}, expected {ARCHITECTURE!r}")
+    try:
+        config = json.loads(metadata["config"])
+    except (KeyError, json.JSONDecodeError) as error:
+        raise WeightsError(f"weights file {path} has no valid 'config' in its metadata") from error
+    if max_disparity is not None:
+        config["max_disparity"] = int(max_disparity)
+    try:
+        model = CoarseToFineStereoNet(**config)
+    except (TypeError, ValueError) as error:
+        raise WeightsError(f"weights file {path} has an invalid config {config}: {error}") from error
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise WeightsError(f"weights file {path} does not match the network: {error}") from error
+    return model.eval()

@@ -1,0 +1,172 @@
+"""The coarse-to-fine network behind the :class:`~stereo_depth_ros.models.base.DisparityEstimator` interface.
+
+Runs the PyTorch model, or on the CPU (by default) the same model exported to ONNX and run by onnxruntime, which we
+measured several times faster than eager PyTorch for this network (docs/benchmarks.md). The ONNX graph is exported
+in memory once per input size and stage count; both back-ends give the same disparities to within 1e-3 px.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stereo_depth_ros.models.base import check_stereo_pair
+from stereo_depth_ros.models.coarse_to_fine import NUM_STAGES, CoarseToFineStereoNet, load_weights
+from stereo_depth_ros.device import resolve_device
+
+LOGGER = logging.getLogger(__name__)
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS_NAME = "coarse_to_fine_stereo.safetensors"
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def default_weights_path() -> Path:
+    """The trained weights shipped in the package (``stereo_depth_ros/weights/coarse_to_fine_stereo.safetensors``)."""
+    return WEIGHTS_DIR / DEFAULT_WEIGHTS_NAME
+
+
+class CoarseToFineEstimator:
+    """Coarse-to-fine stereo network as a :class:`DisparityEstimator` (``estimate(left_bgr, right_bgr)``).
+
+    Args:
+        weights: safetensors file, or None for the packaged weights; or pass ``model`` instead.
+        model: an already built network (takes precedence over ``weights``).
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        max_disparity: search range in pixels at input resolution (None: the one stored with the weights).
+        max_stage: last stage to compute (0..3); earlier stops are cheaper.
+        half: run in float16 (CUDA only; ignored on the CPU with a warning).
+        backend: "auto" (onnxruntime on the CPU when installed, PyTorch otherwise), "torch" or "onnx".
+
+    Raises:
+        stereo_depth_ros.models.coarse_to_fine.WeightsError: if the weights file is missing or wrong.
+        ValueError: for an invalid device, backend or stage.
+    """
+
+    name = "coarse-to-fine"
+
+    def __init__(self, weights: str | Path | None = None, model: CoarseToFineStereoNet | None = None,
+                 device: str = "auto", max_disparity: int | None = None, max_stage: int = NUM_STAGES - 1,
+                 half: bool = False, backend: str = "auto") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if not 0 <= max_stage < NUM_STAGES:
+            raise ValueError(f"max_stage must be in 0..{NUM_STAGES - 1}, got {max_stage}")
+        self.device = resolve_device(device)
+        self.weights_path = None if model is not None else Path(weights or default_weights_path())
+        if model is None:
+            model = load_weights(self.weights_path, max_disparity=max_disparity)
+        elif max_disparity is not None and max_disparity != model.max_disparity:
+            model = _with_max_disparity(model, max_disparity)
+        self.model = model.eval().to(self.device)
+        self.half = bool(half and self.device.type == "cuda")
+        if half and not self.half:
+            warnings.warn("half precision needs CUDA; running in float32 on the CPU", stacklevel=2)
+        if self.half:
+            self.model = self.model.half()
+        if backend == "auto":
+            backend = "onnx" if self.device.type == "cpu" and _onnxruntime_available() else "torch"
+        self.backend = backend
+        self.max_stage = max_stage
+        self._sessions: dict[tuple[int, int, int], object] = {}
+
+    @property
+    def num_stages(self) -> int:
+        """Number of maps :meth:`estimate` returns (``max_stage + 1``)."""
+        return self.max_stage + 1
+
+    @property
+    def max_disparity(self) -> int:
+        """Search range in pixels at input resolution."""
+        return self.model.max_disparity
+
+    def estimate(self, left_bgr: np.ndarray, right_bgr: np.ndarray, max_stage: int | None = None
+                 ) -> list[np.ndarray]:
+        """Disparity of every stage for a rectified uint8 BGR pair.
+
+        Returns:
+            ``max_stage + 1`` arrays (H, W) float32, pixels at input resolution, coarse (stage 0) to fine. The
+            network gives a value everywhere; no NaN unless the input had them.
+
+        Raises:
+            ValueError: for images that are not a same-size (H, W, 3) uint8 pair.
+        """
+        check_stereo_pair(left_bgr, right_bgr)
+        stage = self.max_stage if max_stage is None else max_stage
+        if not 0 <= stage < NUM_STAGES:
+            raise ValueError(f"max_stage must be in 0..{NUM_STAGES - 1}, got {stage}")
+        left = to_tensor(left_bgr)
+        right = to_tensor(right_bgr)
+        if self.backend == "onnx":
+            session = self._session(left.shape[-2], left.shape[-1], stage)
+            outputs = session.run(None, {"left": left.numpy(), "right": right.numpy()})
+            return [o[0, 0].astype(np.float32) for o in outputs]
+        dtype = torch.float16 if self.half else torch.float32
+        with torch.inference_mode():
+            outputs = self.model(left.to(self.device, dtype), right.to(self.device, dtype), stage)
+        return [o[0, 0].float().cpu().numpy() for o in outputs]
+
+    def _session(self, height: int, width: int, stage: int):
+        key = (height, width, stage)
+        if key not in self._sessions:
+            self._sessions[key] = export_onnx_session(self.model, height, width, stage)
+        return self._sessions[key]
+
+
+def to_tensor(image_bgr: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 BGR -> (1, 3, H, W) float32 RGB in [0, 1] (what the network was trained on)."""
+    rgb = np.ascontiguousarray(image_bgr[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
+    return torch.from_numpy(rgb)[None]
+
+
+class _Stages(torch.nn.Module):
+    def __init__(self, model: CoarseToFineStereoNet, max_stage: int) -> None:
+        super().__init__()
+        self.model = model
+        self.max_stage = max_stage
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model(left, right, self.max_stage))
+
+
+def export_onnx_session(model: CoarseToFineStereoNet, height: int, width: int, max_stage: int):
+    """Export the network for one input size to ONNX (in memory) and open an onnxruntime CPU session.
+
+    Returns:
+        ``onnxruntime.InferenceSession`` with inputs ``left``, ``right`` (1, 3, H, W) float32 and one output per
+        stage (1, 1, H, W).
+    """
+    import onnxruntime
+
+    cpu_model = model.float().cpu().eval()
+    buffer = io.BytesIO()
+    example = (torch.zeros(1, 3, height, width), torch.zeros(1, 3, height, width))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Stages(cpu_model, max_stage), example, buffer, opset_version=17,
+                          input_names=["left", "right"],
+                          output_names=[f"stage_{i}" for i in range(max_stage + 1)], dynamo=False)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    LOGGER.debug("exported ONNX graph for %dx%d, stages 0..%d", height, width, max_stage)
+    return onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+
+def _onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _with_max_disparity(model: CoarseToFineStereoNet, max_disparity: int) -> CoarseToFineStereoNet:
+    config = dict(model.config, max_disparity=int(max_disparity))
+    clone = CoarseToFineStereoNet(**config)
+    clone.load_state_dict(model.state_dict())
+    return clone

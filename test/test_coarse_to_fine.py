@@ -1,0 +1,149 @@
+"""CoarseToFineStereoNet: shapes, units, soft-argmin, cost volumes, weights files, the estimator wrappers."""
+
+import numpy as np
+import pytest
+import torch
+
+from stereo_depth_ros.models.coarse_to_fine import (CoarseToFineStereoNet, WeightsError, build_full_cost_volume,
+                                                    load_weights, save_weights, soft_argmin)
+from stereo_depth_ros.models.estimator import CoarseToFineEstimator, default_weights_path
+from stereo_depth_ros.models.sgbm import SGBMEstimator
+
+
+@pytest.mark.parametrize("height, width", [(37, 50), (64, 64), (71, 129)])
+def test_forward_returns_four_stages_at_input_resolution(height, width):
+    torch.manual_seed(0)
+    net = CoarseToFineStereoNet(max_disparity=48).eval()
+    with torch.no_grad():
+        stages = net(torch.rand(2, 3, height, width), torch.rand(2, 3, height, width))
+    assert len(stages) == 4
+    for disparity in stages:
+        assert disparity.shape == (2, 1, height, width) and disparity.dtype == torch.float32
+        assert torch.isfinite(disparity).all() and disparity.min() >= 0
+    # Stage 0 is a soft-argmin over ceil(48 / 16) = 3 disparities at 1/16: at most 2 * 16 px.
+    assert stages[0].max() <= 32.0 + 1e-4
+
+
+def test_forward_can_stop_early_with_the_same_prefix():
+    torch.manual_seed(0)
+    net = CoarseToFineStereoNet(max_disparity=64).eval()
+    left, right = torch.rand(1, 3, 48, 80), torch.rand(1, 3, 48, 80)
+    with torch.no_grad():
+        full = net(left, right)
+        early = net(left, right, max_stage=1)
+    assert len(early) == 2
+    torch.testing.assert_close(early[1], full[1])
+    with pytest.raises(ValueError, match="max_stage"):
+        net(left, right, max_stage=4)
+
+
+def test_forward_rejects_bad_inputs():
+    net = CoarseToFineStereoNet(max_disparity=32)
+    with pytest.raises(ValueError, match="same shape"):
+        net(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 48))
+    with pytest.raises(ValueError):
+        CoarseToFineStereoNet(max_disparity=0)
+
+
+def test_soft_argmin_on_a_known_cost():
+    values = torch.arange(5.0)
+    cost = torch.full((1, 5, 1, 1), 100.0)
+    cost[0, 3] = 0.0  # a sharp minimum at disparity 3
+    assert soft_argmin(cost, values).item() == pytest.approx(3.0, abs=1e-6)
+    # Two equal minima at 1 and 3 give their mean; a uniform cost gives the mean disparity.
+    cost[0, 1] = 0.0
+    assert soft_argmin(cost, values).item() == pytest.approx(2.0, abs=1e-6)
+    assert soft_argmin(torch.zeros(1, 5, 1, 1), values).item() == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        soft_argmin(torch.zeros(1, 4, 1, 1), values)
+
+
+def test_full_cost_volume_is_zero_at_the_true_shift():
+    right = torch.rand(1, 8, 6, 20)
+    left = torch.zeros_like(right)
+    left[..., 3:] = right[..., :-3]
+    volume = build_full_cost_volume(left, right, num_disparities=6, groups=4)
+    assert volume.shape == (1, 4, 6, 6, 20)
+    best = volume.sum(1)[0, :, :, 3:].argmin(0)
+    assert (best == 3).all()
+
+
+def test_weights_round_trip_and_errors(tmp_path):
+    net = CoarseToFineStereoNet(max_disparity=64).eval()
+    path = tmp_path / "w.safetensors"
+    save_weights(net, path, {"steps": 1})
+    loaded = load_weights(path)
+    assert loaded.max_disparity == 64
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+    assert load_weights(path, max_disparity=128).coarse_disparities == 8
+
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_weights(tmp_path / "missing.safetensors")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="truncated.safetensors"):
+        load_weights(truncated)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(3)}, str(other), metadata={"architecture": "something-else"})
+    with pytest.raises(WeightsError, match="architecture"):
+        load_weights(other)
+    wrong = tmp_path / "wrong.safetensors"
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith("refinement")}
+    save_file(state, str(wrong), metadata={"architecture": "coarse-to-fine-stereo/v1",
+                                            "config": '{"max_disparity": 64}'})
+    with pytest.raises(WeightsError, match="does not match"):
+        load_weights(wrong)
+
+
+def test_packaged_weights_load_and_are_small():
+    path = default_weights_path()
+    assert path.is_file() and path.stat().st_size < 5 * 1024 * 1024
+    assert isinstance(load_weights(path), CoarseToFineStereoNet)
+
+
+def test_estimator_backends_agree_on_a_real_pair(motorcycle_small):
+    left, right, _ = motorcycle_small
+    torch_backend = CoarseToFineEstimator(backend="torch", device="cpu")
+    onnx_backend = CoarseToFineEstimator(backend="onnx", device="cpu")
+    a = torch_backend.estimate(left, right)
+    b = onnx_backend.estimate(left, right)
+    assert len(a) == len(b) == 4
+    for x, y in zip(a, b):
+        assert x.shape == left.shape[:2] and x.dtype == np.float32
+        np.testing.assert_allclose(x, y, atol=1e-3)
+    assert len(onnx_backend.estimate(left, right, max_stage=0)) == 1
+
+
+def test_estimators_reject_bad_pairs(motorcycle_small):
+    left, right, _ = motorcycle_small
+    for estimator in (CoarseToFineEstimator(backend="torch"), SGBMEstimator(num_disparities=32)):
+        with pytest.raises(ValueError, match="differ in size"):
+            estimator.estimate(left, right[:-1])
+        with pytest.raises(ValueError, match="uint8"):
+            estimator.estimate(left.astype(np.float32), right)
+        with pytest.raises(ValueError, match="empty"):
+            estimator.estimate(left[:0], right[:0])
+
+
+def test_sgbm_returns_nan_for_invalid_pixels_and_matches_gt(motorcycle_small):
+    left, right, gt = motorcycle_small
+    disparity = SGBMEstimator(num_disparities=32, block_size=3).estimate(left, right)
+    assert len(disparity) == 1
+    disparity = disparity[0]
+    assert disparity.dtype == np.float32 and disparity.shape == left.shape[:2]
+    assert np.isnan(disparity).any(), "SGBM rejects some pixels; they must be NaN"
+    assert np.nanmin(disparity) >= 0, "no negative invalid markers may remain"
+    # The left border cannot be matched over the search range: invalid there.
+    assert np.isnan(disparity[:, :10]).mean() > 0.9
+    both = np.isfinite(disparity) & np.isfinite(gt)
+    assert np.median(np.abs(disparity[both] - gt[both])) < 1.0
+
+
+def test_sgbm_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        SGBMEstimator(num_disparities=100)
+    with pytest.raises(ValueError, match="odd"):
+        SGBMEstimator(block_size=4)
