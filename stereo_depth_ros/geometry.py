@@ -72,12 +72,13 @@ def disparity_to_depth(disparity: np.ndarray, focal_px: float, baseline_m: float
         array([0.25,  nan], dtype=float32)
     """
     _check_positive(focal_px=focal_px, baseline_m=baseline_m)
-    d = np.asarray(disparity, dtype=np.float64)
-    valid = np.isfinite(d) & (d > 0)
-    depth = np.full(d.shape, np.nan, dtype=np.float64)
-    depth[valid] = focal_px * baseline_m / d[valid]
-    depth[(depth < min_depth) | (depth > max_depth)] = np.nan
-    return depth.astype(np.float32)
+    d = np.asarray(disparity, dtype=np.float32)
+    depth = np.full(d.shape, np.nan, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(d) & (d > 0)
+        np.divide(np.float32(focal_px * baseline_m), d, out=depth, where=valid)
+        depth[~((depth >= min_depth) & (depth <= max_depth))] = np.nan
+    return depth
 
 
 def depth_to_disparity(depth: np.ndarray, focal_px: float, baseline_m: float) -> np.ndarray:

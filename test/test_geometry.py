@@ -9,7 +9,7 @@ from stereo_depth_ros.geometry import (StereoCalibration, depth_to_disparity, di
 
 
 def test_disparity_to_depth_follows_f_b_over_d_and_marks_invalid_nan():
-    disparity = np.array([[10.0, 20.0], [0.0, np.nan]], dtype=np.float32)
+    disparity = np.array([[10.0, 20.0], [0.0, np.nan], [np.inf, -3.0]], dtype=np.float32)
     depth = disparity_to_depth(disparity, focal_px=1000.0, baseline_m=0.004)
     assert depth.dtype == np.float32
     np.testing.assert_allclose(depth[0], [0.4, 0.2], rtol=1e-6)

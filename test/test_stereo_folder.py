@@ -86,3 +86,17 @@ def test_real_layouts_load(shared_data):
     a, b = dataset[3], dataset[3]
     assert a["left"].shape == (3, 128, 160)
     assert (a["left"] == b["left"]).all(), "an item is the same every time for the same seed"
+
+
+def test_held_out_pairs_are_excluded_from_training_data(shared_data):
+    from stereo_depth_ros.data.stereo_folder import read_pair_list
+
+    root = shared_data / "endoscopic_stereo"
+    held_out = read_pair_list(Path(__file__).resolve().parents[1] / "config/splits/bdis_invivo_test.txt")
+    assert len(held_out) == 14
+    sets = [root / "bdis_invivo" / s for s in ("6", "20", "21")]
+    everything = StereoFolderDataset(sets)
+    training = StereoFolderDataset(sets, exclude=held_out)
+    assert len(everything.pairs) == 75 and len(training.pairs) == 61
+    trained_names = {str(p[0]) for p in training.pairs}
+    assert not any(str(p).endswith(entry) for p in trained_names for entry in held_out)

@@ -77,6 +77,8 @@ class StereoFolderDataset(Dataset):
         samples_per_epoch: length of the dataset (pairs are drawn cyclically), default the number of pairs.
         seed: seed of the augmentation random generator (per item: ``seed + index``), so a run is repeatable.
         scale_range: (min, max) zoom of the random crops (see :func:`random_crop`); (1, 1) = no zoom.
+        exclude: left-image paths (or path suffixes, e.g. ``bdis_invivo/6/images_rectified/left/201.png``) of pairs
+            to leave out, such as held-out test pairs (see :func:`read_pair_list`).
 
     Items are dicts of ``left``, ``right``: (3, h, w) float32 RGB in [0, 1]; ``valid``: (1, h, w) float32 0/1 (0 on
     black borders of either view); ``name``: str.
@@ -88,12 +90,14 @@ class StereoFolderDataset(Dataset):
 
     def __init__(self, roots: list[str | Path] | str | Path, crop: tuple[int, int] | None = None,
                  augment: bool = False, samples_per_epoch: int | None = None, seed: int = 0,
-                 scale_range: tuple[float, float] = (1.0, 1.0)) -> None:
+                 scale_range: tuple[float, float] = (1.0, 1.0), exclude: list[str] | None = None) -> None:
         if isinstance(roots, (str, Path)):
             roots = [roots]
         self.pairs: list[tuple[Path, Path]] = []
         for root in roots:
             self.pairs.extend(self.find_pairs(Path(root)))
+        if exclude:
+            self.pairs = [pair for pair in self.pairs if not path_in_list(pair[0], exclude)]
         if not self.pairs:
             raise FileNotFoundError(f"no stereo pairs found in {[str(r) for r in roots]}")
         self.crop = crop
@@ -150,6 +154,24 @@ class ScaredKeyframeDataset(StereoFolderDataset):
         if (root / "img_left").is_dir() and (root / "img_right").is_dir():
             return match_folders(root / "img_left", root / "img_right")
         return super().find_pairs(root)
+
+
+def read_pair_list(path: str | Path) -> list[str]:
+    """Read a pair list: one left-image path (or path suffix) per line; ``#`` comments and blank lines ignored.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pair list {path} does not exist")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def path_in_list(path: Path, entries: list[str]) -> bool:
+    """True if ``path`` ends with one of ``entries`` (compared as POSIX paths, whole components only)."""
+    posix = "/" + path.as_posix()
+    return any(posix.endswith("/" + entry.strip("/")) for entry in entries)
 
 
 def match_folders(left_dir: Path, right_dir: Path) -> list[tuple[Path, Path]]:

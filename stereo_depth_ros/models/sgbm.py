@@ -67,9 +67,14 @@ class SGBMEstimator:
             range at the left border).
 
         Raises:
-            ValueError: for images that are not a same-size (H, W, 3) uint8 pair.
+            ValueError: for images that are not a same-size (H, W, 3) uint8 pair, or narrower than the search range.
         """
         check_stereo_pair(left_bgr, right_bgr)
+        width = left_bgr.shape[1]
+        if self.min_disparity + self.num_disparities >= width:
+            raise ValueError(f"SGBM's search range min_disparity + num_disparities = "
+                             f"{self.min_disparity + self.num_disparities} px must be smaller than the image width "
+                             f"{width} px; lower num_disparities")
         raw = self._matcher.compute(left_bgr, right_bgr)  # int16, disparity * 16
         disparity = raw.astype(np.float32) / 16.0
         disparity[raw < self.min_disparity * 16] = np.nan

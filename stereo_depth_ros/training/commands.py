@@ -28,6 +28,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--smoothness-weight", type=float, default=0.01, help="edge-aware smoothness weight")
     parser.add_argument("--left-right-weight", type=float, default=0.0,
                         help="left-right consistency weight (0 = off; doubles the cost of a step)")
+    parser.add_argument("--init", metavar="WEIGHTS",
+                        help="start from these weights (fine-tuning) instead of a random initialisation")
+    parser.add_argument("--exclude", metavar="LIST",
+                        help="file of held-out pairs (left-image paths, one per line) never trained on")
     parser.add_argument("--stop-at", type=int, metavar="STEP",
                         help="stop after this step with a checkpoint; --resume continues (same --steps)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -45,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
         lr=args.lr, seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every,
         max_disparity=args.max_disparity, smoothness_weight=args.smoothness_weight,
         left_right_weight=args.left_right_weight, device=args.device, threads=args.threads,
-        stop_at=args.stop_at)
+        stop_at=args.stop_at, exclude=args.exclude, init=args.init)
     card = train_stereo(options)
     print(json.dumps({"weights": args.out, "wall_time_s": card["wall_time_s"], "final_losses": card["final_losses"]},
                      indent=2))

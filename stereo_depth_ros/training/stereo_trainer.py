@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stereo_depth_ros.data.stereo_folder import ScaredKeyframeDataset
+from stereo_depth_ros.data.stereo_folder import ScaredKeyframeDataset, read_pair_list
 from stereo_depth_ros.device import resolve_device
 from stereo_depth_ros.losses import PhotometricLossConfig, self_supervised_stereo_loss
-from stereo_depth_ros.models.coarse_to_fine import CoarseToFineStereoNet, save_weights
+from stereo_depth_ros.models.coarse_to_fine import CoarseToFineStereoNet, load_weights, save_weights
 
 CSV_FIELDS = ["step", "total", "stage0", "stage1", "stage2", "stage3", "appearance3", "lr", "seconds"]
 
@@ -40,6 +40,9 @@ class TrainStereoOptions:
         checkpoint_every: steps between checkpoints. max_disparity: search range in pixels.
         smoothness_weight, left_right_weight: loss weights (see :class:`PhotometricLossConfig`).
         device: "cpu", "cuda" or "auto". threads: CPU threads for PyTorch (0 = PyTorch's default).
+        init: weights (safetensors) to start from instead of a random initialisation (fine-tuning); the model
+            card records it.
+        exclude: pair list file (see ``data.stereo_folder.read_pair_list``) of held-out pairs never trained on.
         stop_at: stop after this step with a checkpoint (the schedule still spans ``steps``), to split a long
             run into sessions that ``resume`` continues; None runs to ``steps``.
     """
@@ -60,6 +63,8 @@ class TrainStereoOptions:
     device: str = "auto"
     threads: int = 0
     stop_at: int | None = None
+    exclude: str | None = None
+    init: str | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -131,8 +136,12 @@ def train_stereo(options: TrainStereoOptions) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     dataset = ScaredKeyframeDataset(options.data, crop=tuple(options.crop), augment=True,
                                     samples_per_epoch=options.steps * options.batch_size, seed=options.seed,
-                                    scale_range=tuple(options.scale_range))
-    model = CoarseToFineStereoNet(max_disparity=options.max_disparity).to(device).train()
+                                    scale_range=tuple(options.scale_range),
+                                    exclude=read_pair_list(options.exclude) if options.exclude else None)
+    model = CoarseToFineStereoNet(max_disparity=options.max_disparity)
+    if options.init:
+        model.load_state_dict(load_weights(options.init).state_dict())
+    model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     loss_config = PhotometricLossConfig(smoothness_weight=options.smoothness_weight,
                                         left_right_weight=options.left_right_weight)
@@ -169,7 +178,7 @@ def train_stereo(options: TrainStereoOptions) -> dict:
             save_checkpoint(_checkpoint_path(out), model, optimizer, step + 1, history)
             write_loss_log(history, out)
     model.eval()
-    card = model_card(options, history, device)
+    card = model_card(options, history, device, len(dataset.pairs))
     save_weights(model, out, {"training": {k: card[k] for k in ("data", "steps", "crop", "seed")}})
     write_loss_log(history, out)
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
@@ -208,7 +217,7 @@ def write_loss_log(history: list[dict], out: Path) -> None:
     plt.close(figure)
 
 
-def model_card(options: TrainStereoOptions, history: list[dict], device: torch.device) -> dict:
+def model_card(options: TrainStereoOptions, history: list[dict], device: torch.device, pairs: int) -> dict:
     """Facts about a training run: data, steps, crop, wall time, machine, final losses (mean of the last 50)."""
     last = history[-50:]
     final = {key: float(np.mean([row[key] for row in last])) for key in ("total", "stage0", "stage1", "stage2",
@@ -221,6 +230,9 @@ def model_card(options: TrainStereoOptions, history: list[dict], device: torch.d
                  "Learning (AnyNet-style, 4 stages)",
         "data": [str(d) for d in options.data],
         "ground_truth_used": False,
+        "pairs_trained_on": pairs,
+        "held_out_pairs": options.exclude,
+        "initialised_from": options.init,
         "steps": options.steps,
         "batch_size": options.batch_size,
         "crop": list(options.crop),

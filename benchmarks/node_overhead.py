@@ -1,0 +1,214 @@
+"""Overhead of the stereo ROS node beside the estimator's inference, at 1280x1024 by default.
+
+Runs the real node (rclpy, Fast DDS, in one process) on scikit-image's Motorcycle pair resized to the requested
+size and reports, as the median over ``--repeats`` frames after ``--warmup`` frames:
+
+- ``deserialize in``: rclpy deserialising the two incoming images and camera_infos (what a subscription does
+  before the node's callback runs);
+- ``synchronize``: the exact-time synchroniser matching the four inputs;
+- ``convert in``: Image -> BGR arrays, size checks, camera_info -> calibration (the node's own timing);
+- ``inference``: the estimator;
+- ``reproject``: disparity -> 3-D points with the core's ``reproject_disparity_to_points``;
+- ``build disparity`` / ``build depth`` / ``build points2``: the output messages;
+- ``publish``: ``publish()`` of the outputs (serialisation and hand-over to DDS; a subscriber of every output
+  exists so all are built and sent);
+- ``end-to-end``: from publishing the four inputs on the node's topics to receiving ``points2`` in the same
+  process (includes middleware transport both ways).
+
+Usage::
+
+    python benchmarks/node_overhead.py                      # coarse-to-fine network, 1280x1024, markdown table
+    python benchmarks/node_overhead.py --method sgbm --json
+
+No timing is asserted anywhere; numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import cv2
+import numpy as np
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=("coarse-to-fine", "sgbm"), default="coarse-to-fine")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--width", type=int, default=1280, help="image width in pixels (default 1280)")
+    parser.add_argument("--height", type=int, default=1024, help="image height in pixels (default 1024)")
+    parser.add_argument("--encoding", choices=("bgr8", "rgb8", "mono8"), default="bgr8")
+    parser.add_argument("--repeats", type=int, default=10, help="timed frames (median reported, default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed frames first (default 2)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0 or args.width < 16 or args.height < 16:
+        parser.error("need --repeats >= 1, --warmup >= 0 and an image of at least 16x16 pixels")
+    return args
+
+
+def motorcycle_pair(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's Motorcycle pair (BGR uint8) resized to width x height."""
+    from skimage import data
+
+    left, right, _ = data.stereo_motorcycle()
+    resize = (lambda image: cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), (width, height),
+                                       interpolation=cv2.INTER_AREA))
+    return resize(left), resize(right)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from std_msgs.msg import Header
+    from stereo_msgs.msg import DisparityImage
+    from tqdm import tqdm
+
+    from stereo_depth_ros.ros import conversions
+    from stereo_depth_ros.ros.stereo_node import INPUT_TOPICS, StereoDepthNode
+    from stereo_depth_ros.ros.sync import SimpleFilter, make_synchronizer
+
+    left_bgr, right_bgr = motorcycle_pair(args.width, args.height)
+    if args.encoding == "rgb8":
+        left_px, right_px = left_bgr[..., ::-1], right_bgr[..., ::-1]
+    elif args.encoding == "mono8":
+        left_px, right_px = (cv2.cvtColor(i, cv2.COLOR_BGR2GRAY) for i in (left_bgr, right_bgr))
+    else:
+        left_px, right_px = left_bgr, right_bgr
+    focal, baseline = 0.8 * args.width, 0.1
+
+    def frame(index: int) -> list:
+        header = Header(stamp=Time(sec=1000 + index), frame_id="left_optical_frame")
+        infos = []
+        for tx in (0.0, -focal * baseline):
+            info = CameraInfo(header=header, width=args.width, height=args.height)
+            info.k = [focal, 0.0, args.width / 2, 0.0, focal, args.height / 2, 0.0, 0.0, 1.0]
+            info.p = [focal, 0.0, args.width / 2, tx, 0.0, focal, args.height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+            infos.append(info)
+        return [conversions.numpy_to_image(left_px, args.encoding, header),
+                conversions.numpy_to_image(right_px, args.encoding, header)] + infos
+
+    context = Context()
+    rclpy.init(context=context, domain_id=150 + os.getpid() % 80)
+    node = helper = executor = None
+    try:
+        node = StereoDepthNode(context=context, namespace="/benchmark", parameter_overrides=[
+            Parameter("method", value=args.method), Parameter("device", value=args.device),
+            Parameter("input_qos", value="reliable")])
+        helper = rclpy.create_node("benchmark_helper", context=context, namespace="/benchmark")
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        executor.add_node(helper)
+        received: dict[int, float] = {}
+        helper.create_subscription(PointCloud2, "points2", lambda m: received.setdefault(m.header.stamp.sec,
+                                                                                          time.perf_counter()), 5)
+        helper.create_subscription(DisparityImage, "disparity", lambda m: None, 5)
+        helper.create_subscription(Image, "depth", lambda m: None, 5)
+        publishers = [helper.create_publisher(type(m), topic, QoSProfile(depth=5))
+                      for topic, m in zip(INPUT_TOPICS, frame(0))]
+
+        def spin_until(predicate, timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            while not predicate() and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.01)
+            return predicate()
+
+        if not spin_until(lambda: all(p.get_subscription_count() for p in publishers)
+                          and all(node.output_subscription_count(t) for t in ("disparity", "depth", "points2")),
+                          30.0):
+            raise RuntimeError("the benchmark's helper node and the stereo node did not discover each other")
+
+        rows: dict[str, list[float]] = {}
+        total = args.warmup + args.repeats
+        for index in tqdm(range(total), desc=f"{args.method} {args.width}x{args.height}", file=sys.stderr):
+            msgs = frame(index + 1)
+            # rclpy's receive side: deserialising what arrives on the four topics.
+            serialized = [serialize_message(m) for m in msgs]
+            tick = time.perf_counter()
+            for data, msg in zip(serialized, msgs):
+                deserialize_message(data, type(msg))
+            deserialize_s = time.perf_counter() - tick
+            # The synchroniser on its own (exact policy, as the node uses by default).
+            inputs = [SimpleFilter() for _ in msgs]
+            sync = make_synchronizer(inputs, approximate=False, queue_size=5, slop=0.0)
+            sync.registerCallback(lambda *m: None)
+            tick = time.perf_counter()
+            for source, msg in zip(inputs, msgs):
+                source.signalMessage(msg)
+            sync_s = time.perf_counter() - tick
+            # The real path: publish on the node's topics, spin until points2 comes back.
+            tick = time.perf_counter()
+            for publisher, msg in zip(publishers, msgs):
+                publisher.publish(msg)
+            if not spin_until(lambda: msgs[0].header.stamp.sec in received, 120.0):
+                raise RuntimeError(f"no points2 for frame {index}: {node.last_problem or 'no problem reported'}")
+            end_to_end_s = received[msgs[0].header.stamp.sec] - tick
+            if index < args.warmup:
+                continue
+            timing = dict(node.last_timing, deserialize_in=deserialize_s, synchronize=sync_s, end_to_end=end_to_end_s)
+            for key, value in timing.items():
+                rows.setdefault(key, []).append(value)
+        medians = {key: statistics.median(values) * 1000.0 for key, values in rows.items()}
+        return {
+            "method": args.method, "estimator": node.estimator.name,
+            "backend": getattr(node.estimator, "backend", "opencv"),
+            "device": str(getattr(node.estimator, "device", "cpu")), "width": args.width, "height": args.height,
+            "encoding": args.encoding, "repeats": args.repeats, "warmup": args.warmup,
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+            "median_ms": medians,
+        }
+    finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
+        for n in (node, helper):
+            if n is not None:
+                n.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+ROWS = (("deserialize_in", "deserialize in (rclpy, 2 images + 2 camera_info)"),
+        ("synchronize", "synchronize (4 inputs, exact)"),
+        ("convert_in", "convert in (Image -> BGR, camera_info -> calibration)"),
+        ("inference", "inference"),
+        ("build_disparity", "build disparity (DisparityImage)"),
+        ("reproject", "reproject disparity -> points (core geometry)"),
+        ("build_depth", "build depth (Image 32FC1, Z of the points)"),
+        ("build_points2", "build points2 (PointCloud2 xyz+rgb message)"),
+        ("publish", "publish (3 outputs)"))
+
+
+def markdown(result: dict) -> str:
+    medians = result["median_ms"]
+    overhead = sum(medians[key] for key, _ in ROWS if key != "inference")
+    lines = [f"Node overhead, {result['method']} ({result['backend']}, {result['device']}), "
+             f"{result['width']}x{result['height']} {result['encoding']}, median of {result['repeats']} frames "
+             f"after {result['warmup']} warm-up; {result['machine']}", "",
+             "| step | median (ms) |", "|---|---:|"]
+    lines += [f"| {label} | {medians[key]:.2f} |" for key, label in ROWS]
+    lines += [f"| **node overhead (all but inference)** | **{overhead:.2f}** |",
+              f"| inside the node's callback (total) | {medians['total']:.2f} |",
+              f"| end-to-end (publish inputs -> points2 received, same process) | {medians['end_to_end']:.2f} |"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    print(json.dumps(result, indent=2) if args.json else markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Speed and memory of SGBM and of the network up to each stage, on the same input, in one run.
+
+Method (also in docs/evaluation.md):
+
+- Input: scikit-image's Middlebury 2014 Motorcycle pair resized (area interpolation) to the requested size.
+- Time: ``time.perf_counter`` around ``estimate``; median of ``repeats`` calls after ``warmup`` untimed calls
+  (the first ONNX call exports the graph for that size).
+- Memory (CPU): each (method, stage, back-end) runs in a fresh process (``multiprocessing`` "spawn") so that
+  measurements do not leak into each other. ``peak_mb`` = peak resident set size (Linux ``VmHWM`` in
+  ``/proc/self/status``, reset through ``/proc/self/clear_refs`` after the warm-up) during the timed calls, minus
+  the resident size of that process just before the estimator was built (after importing PyTorch, OpenCV and
+  onnxruntime and loading the input). So it counts the weights, the ONNX session and its buffers, and the largest working memory of a call. Where
+  ``clear_refs`` cannot be written, a thread samples ``VmRSS`` every millisecond instead; without ``/proc`` (not
+  Linux) ``peak_mb`` is None.
+- Memory (CUDA network rows): ``torch.cuda.max_memory_allocated`` during the timed calls, in MiB.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+BACKEND_CHOICES = ("auto", "torch", "onnx", "all")
+STATUS_PATH = Path("/proc/self/status")
+CLEAR_REFS_PATH = Path("/proc/self/clear_refs")
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in STATUS_PATH.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakRss:
+    """Peak resident memory of this process during a ``with`` block, in MiB above a baseline.
+
+    Uses ``VmHWM`` after resetting it through ``/proc/self/clear_refs`` (Linux >= 4.0), else a thread sampling
+    ``VmRSS`` every millisecond; ``peak_mb`` is None where ``/proc`` is missing.
+
+    Args:
+        baseline_kib: resident size to subtract (default: ``VmRSS`` when the block starts).
+    """
+
+    def __init__(self, baseline_kib: int | None = None) -> None:
+        self.baseline_kib = baseline_kib
+        self.peak_kib: int | None = None
+        self.method = "none"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "PeakRss":
+        if self.baseline_kib is None:
+            self.baseline_kib = _status_kib("VmRSS")
+        try:
+            CLEAR_REFS_PATH.write_text("5")
+            self.method = "VmHWM"
+        except OSError:
+            if _status_kib("VmRSS") is not None:
+                self.method = "VmRSS sampling"
+                self.peak_kib = _status_kib("VmRSS")
+                self._thread = threading.Thread(target=self._sample, daemon=True)
+                self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            value = _status_kib("VmRSS")
+            if value is not None:
+                self.peak_kib = max(self.peak_kib or 0, value)
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        if self.method == "VmHWM":
+            self.peak_kib = _status_kib("VmHWM")
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+
+    @property
+    def peak_mb(self) -> float | None:
+        """Peak minus baseline, MiB (None when it could not be measured)."""
+        if self.peak_kib is None or self.baseline_kib is None:
+            return None
+        return max(self.peak_kib - self.baseline_kib, 0) / 1024.0
+
+
+def benchmark_input(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's Motorcycle pair resized to ``height`` x ``width`` (uint8 BGR each).
+
+    Raises:
+        ValueError: for a size below 16 px.
+    """
+    from stereo_depth_ros.evaluation.datasets import load_skimage_motorcycle
+
+    if height < 16 or width < 16:
+        raise ValueError(f"benchmark size must be at least 16x16 pixels, got {height}x{width}")
+    left, right, _ = load_skimage_motorcycle()
+    size = (width, height)
+    return (cv2.resize(left, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(right, size, interpolation=cv2.INTER_AREA))
+
+
+def _import_runtimes() -> None:
+    import stereo_depth_ros.models.estimator  # noqa: F401  (imports torch)
+    import stereo_depth_ros.models.sgbm  # noqa: F401
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _build(spec: dict):
+    if spec["method"] == "sgbm":
+        from stereo_depth_ros.models.sgbm import SGBMEstimator
+
+        return SGBMEstimator(num_disparities=spec.get("num_disparities", 192))
+    from stereo_depth_ros.models.estimator import CoarseToFineEstimator
+
+    return CoarseToFineEstimator(weights=spec.get("weights"), device=spec.get("device", "auto"),
+                                 backend=spec["backend"], max_stage=spec["stage"],
+                                 max_disparity=spec.get("max_disparity"))
+
+
+def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
+    """Time and measure one method (and stage) in the current process.
+
+    Args:
+        spec: ``{"method": "sgbm"|"coarse-to-fine", "stage": int|None, "backend", "device", "weights",
+            "repeats", "warmup", "max_disparity"}``.
+
+    Returns:
+        the benchmark row: ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb",
+        "repeats", "memory_method"}``.
+    """
+    _import_runtimes()  # libraries count in the baseline, not in the method's memory
+    baseline = _status_kib("VmRSS")
+    estimator = _build(spec)
+    stage = spec.get("stage")
+    if stage is None:
+        def call():
+            return estimator.estimate(left_bgr, right_bgr)
+    else:
+        def call():
+            return estimator.estimate(left_bgr, right_bgr, max_stage=stage)
+    cuda = getattr(getattr(estimator, "device", None), "type", "cpu") == "cuda"
+    for _ in range(max(int(spec.get("warmup", 1)), 1)):
+        call()
+    times = []
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    with PeakRss(baseline) as memory:
+        for _ in range(int(spec["repeats"])):
+            start = time.perf_counter()
+            call()
+            times.append(1000.0 * (time.perf_counter() - start))
+    if cuda:
+        import torch
+
+        peak_mb, memory_method = torch.cuda.max_memory_allocated() / 2 ** 20, "torch.cuda.max_memory_allocated"
+    else:
+        peak_mb, memory_method = memory.peak_mb, memory.method
+    return {"method": estimator.name, "stage": stage, "backend": getattr(estimator, "backend", None),
+            "device": str(getattr(estimator, "device", "cpu")), "height": int(left_bgr.shape[0]),
+            "width": int(left_bgr.shape[1]), "median_ms": float(statistics.median(times)), "peak_mb": peak_mb,
+            "repeats": len(times), "memory_method": memory_method}
+
+
+def _child(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray, queue) -> None:
+    try:
+        queue.put(("ok", measure(spec, left_bgr, right_bgr)))
+    except BaseException as error:  # report anything to the parent instead of dying silently
+        queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def _measure_isolated(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(spec, left_bgr, right_bgr, queue), daemon=True)
+    process.start()
+    try:
+        status, payload = queue.get()
+    finally:
+        process.join()
+    if status != "ok":
+        raise RuntimeError(f"benchmark of {spec['method']} stage {spec.get('stage')} failed: {payload}")
+    return payload
+
+
+def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = "auto", device: str = "auto",
+                     weights: str | Path | None = None, stages: tuple[int, ...] = (0, 1, 2, 3),
+                     include_sgbm: bool = True, isolate: bool = True, warmup: int = 1, progress: bool = True
+                     ) -> list[dict]:
+    """Benchmark SGBM (192 disparities, 3-way) and the network up to each stage on one input.
+
+    Args:
+        height, width: input size in pixels (the Motorcycle pair is resized to it).
+        repeats: timed calls per row (median reported), >= 1.
+        backend: "auto", "torch", "onnx", or "all" (rows for both PyTorch and onnxruntime).
+        device: "auto", "cpu" or "cuda" for the network.
+        weights: network weights (default the packaged ones).
+        stages: network stages to time (each run up to that stage).
+        isolate: measure each row in a fresh process (needed for meaningful ``peak_mb``; False is faster).
+        warmup: untimed calls before timing (>= 1).
+
+    Returns:
+        rows ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb", "repeats",
+        "memory_method"}``, SGBM first (stage None, backend None).
+
+    Raises:
+        ValueError: for a bad size, repeat count, back-end or stage.
+        RuntimeError: if a measurement fails in its process.
+    """
+    from tqdm import tqdm
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if backend not in BACKEND_CHOICES:
+        raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
+    if any(not 0 <= s <= 3 for s in stages):
+        raise ValueError(f"stages must be in 0..3, got {stages}")
+    left, right = benchmark_input(height, width)
+    backends = ("torch", "onnx") if backend == "all" else (backend,)
+    specs = [{"method": "sgbm", "stage": None}] if include_sgbm else []
+    specs += [{"method": "coarse-to-fine", "stage": s, "backend": b, "device": device,
+               "weights": None if weights is None else str(weights)} for b in backends for s in stages]
+    rows = []
+    for spec in tqdm(specs, desc="benchmark", unit="row", disable=not progress, file=sys.stderr):
+        spec = dict(spec, repeats=repeats, warmup=warmup)
+        rows.append(_measure_isolated(spec, left, right) if isolate else measure(spec, left, right))
+    return rows

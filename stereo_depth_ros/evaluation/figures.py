@@ -1,0 +1,90 @@
+"""Side-by-side disparity figures (matplotlib, Agg back-end, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def display_range(gt_disparity: np.ndarray | None, disparities: Sequence[np.ndarray] = (),
+                  percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
+    """Colour range in pixels: the ``percentiles`` of the GT's valid values, or of all finite predicted values
+    when there is no usable GT.
+
+    Returns:
+        ``(vmin, vmax)`` with ``vmax > vmin`` (a 1 px range around a constant map).
+    """
+    values = np.empty(0, dtype=np.float32)
+    if gt_disparity is not None:
+        gt = np.asarray(gt_disparity, dtype=np.float32)
+        values = gt[np.isfinite(gt) & (gt > 0)]
+    if values.size == 0:
+        finite = [np.asarray(d, dtype=np.float32) for d in disparities]
+        values = np.concatenate([d[np.isfinite(d)] for d in finite]) if finite else values
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = (float(v) for v in np.percentile(values, percentiles))
+    if high <= low:
+        low, high = low - 0.5, low + 0.5
+    return low, high
+
+
+def save_disparity_figure(path: str | Path, left_bgr: np.ndarray, panels: Sequence[tuple[str, np.ndarray]],
+                          gt_disparity: np.ndarray | None = None, cmap: str = "turbo", dpi: int = 100) -> Path:
+    """Write one PNG: the left image, the GT (when given), then each disparity panel, all with the same colour map
+    and range (:func:`display_range`: GT valid 1st..99th percentile) and one colour bar in pixels. Unknown (NaN)
+    values are drawn black.
+
+    Args:
+        path: output ``.png``.
+        left_bgr: (H, W, 3) uint8 BGR.
+        panels: ``(title, (H, W) disparity in px)``, e.g. SGBM then stages 0..3.
+        gt_disparity: optional (H, W) GT disparity (NaN unknown), shown after the image.
+
+    Returns:
+        the written path.
+
+    Raises:
+        ValueError: if a panel differs from the image in size or there is no panel.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        raise ValueError("no disparity to draw")
+    h, w = left_bgr.shape[:2]
+    maps = ([("ground truth", gt_disparity)] if gt_disparity is not None else []) + list(panels)
+    for title, disparity in maps:
+        if np.asarray(disparity).shape != (h, w):
+            raise ValueError(f"{title} disparity shape {np.asarray(disparity).shape} differs from the image's "
+                             f"{(h, w)}")
+    vmin, vmax = display_range(gt_disparity, [d for _, d in panels])
+    colour_map = matplotlib.colormaps[cmap].copy()
+    colour_map.set_bad("black")
+    count = 1 + len(maps)
+    columns = min(count, 4)
+    rows = int(np.ceil(count / columns))
+    panel_width = 3.2
+    figure, axes = plt.subplots(rows, columns, figsize=(panel_width * columns + 0.8,
+                                                        panel_width * h / w * rows + 0.6 * rows), squeeze=False)
+    axes = axes.ravel()
+    axes[0].imshow(left_bgr[..., ::-1])
+    axes[0].set_title("left image", fontsize=9)
+    image = None
+    for axis, (title, disparity) in zip(axes[1:], maps):
+        shown = np.ma.masked_invalid(np.asarray(disparity, dtype=np.float32))
+        image = axis.imshow(shown, cmap=colour_map, vmin=vmin, vmax=vmax, interpolation="nearest")
+        axis.set_title(title, fontsize=9)
+    for axis in axes:
+        axis.set_axis_off()
+    figure.tight_layout()
+    figure.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01, label="disparity (px)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return path

@@ -1,0 +1,209 @@
+"""Readers for ground-truth disparity and depth files of public stereo data sets.
+
+Every reader returns a (H, W) float32 array with NaN where the value is unknown (never 0 or a negative number),
+following the conventions of :mod:`stereo_depth_ros.geometry` (left disparity in pixels, ``d = x_left - x_right``).
+
+Formats:
+
+- ``.npy``: a (H, W) float array, pixels (NaN, inf and values <= 0 mean unknown).
+- ``.pfm``: Portable Float Map (Middlebury 2014, SceneFlow). Rows are stored bottom to top; the sign of the scale
+  field gives the byte order (negative = little-endian); its magnitude is not applied (as Middlebury's own reader
+  does). OpenCV 5's PFM reader divides the values by that magnitude (Middlebury's ``disp0GT.pfm`` came out 255 times
+  too large) and rejects SceneFlow's header, so the format is parsed here with NumPy.
+- ``.png`` 16-bit: KITTI convention, disparity = value / 256, 0 = unknown.
+- ``.tif``/``.tiff``/``.exr`` single-channel float: pixels.
+- Middlebury 2003 8-bit disparity (``disp2.pgm``): value / 4, 0 = unknown (:func:`read_middlebury2003_disparity`).
+- BDIS synthetic depth PNG (:func:`decode_bdis_depth`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DISPARITY_SUFFIXES = (".npy", ".pfm", ".png", ".tif", ".tiff", ".exr")
+_PFM_HEADER = re.compile(rb"(P[fF])\s+(\d+)\s+(\d+)\s+(\S+)\s")
+
+
+def read_disparity(path: str | Path) -> np.ndarray:
+    """Read a ground-truth (or predicted) disparity map in pixels.
+
+    Args:
+        path: ``.npy``, ``.pfm``, 16-bit KITTI-style ``.png`` (value / 256, 0 = unknown) or single-channel float
+            ``.tif``/``.tiff``/``.exr`` file.
+
+    Returns:
+        (H, W) float32 disparity in pixels, NaN where unknown (NaN, inf and values <= 0 in the file).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file, for an unknown suffix, a file that cannot be decoded, an 8-bit PNG (not KITTI
+            16-bit; use :func:`read_middlebury2003_disparity` for Middlebury 2003 maps) or a map that is not 2-D.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"disparity file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except Exception as error:  # numpy raises several types for corrupt files
+            raise ValueError(f"disparity file {path} is not a readable .npy array: {error}") from error
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[..., 0]
+        if not np.issubdtype(array.dtype, np.number):
+            raise ValueError(f"disparity file {path} holds {array.dtype} values, expected numbers")
+        disparity = array.astype(np.float32)
+    elif suffix == ".pfm":
+        disparity = read_pfm(path)
+    elif suffix == ".png":
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ValueError(f"disparity file {path} could not be decoded as PNG")
+        if image.dtype != np.uint16:
+            raise ValueError(f"disparity file {path} is a {image.dtype} PNG; a disparity PNG must be 16-bit "
+                             f"(KITTI: value / 256). Middlebury 2003 8-bit maps: read_middlebury2003_disparity")
+        if image.ndim == 3:
+            raise ValueError(f"disparity file {path} has {image.shape[2]} channels, expected one")
+        disparity = image.astype(np.float32) / 256.0
+    elif suffix in (".tif", ".tiff", ".exr"):
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ValueError(f"disparity file {path} could not be decoded")
+        if image.ndim == 3:
+            raise ValueError(f"disparity file {path} has {image.shape[2]} channels, expected one")
+        disparity = image.astype(np.float32)
+    else:
+        raise ValueError(f"disparity file {path} has an unsupported format {suffix!r}; supported: "
+                         f"{', '.join(DISPARITY_SUFFIXES)}")
+    if disparity.ndim != 2 or disparity.size == 0:
+        raise ValueError(f"disparity file {path} holds an array of shape {disparity.shape}, expected (H, W)")
+    return _unknown_to_nan(disparity)
+
+
+def read_pfm(path: str | Path) -> np.ndarray:
+    """Read a Portable Float Map as stored on disk, flipped to top-to-bottom rows.
+
+    Returns:
+        (H, W) float32 for a grey ``Pf`` file, (H, W, 3) float32 for a colour ``PF`` file; values as stored (no
+        unknown-value handling, the scale's magnitude is ignored).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file, for a bad header or truncated data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"PFM file {path} does not exist")
+    data = path.read_bytes()
+    match = _PFM_HEADER.match(data)
+    if match is None:
+        raise ValueError(f"{path} is not a PFM file (header must be 'Pf' or 'PF', width, height, scale)")
+    kind, width, height, scale_text = match.groups()
+    width, height = int(width), int(height)
+    try:
+        scale = float(scale_text)
+    except ValueError as error:
+        raise ValueError(f"{path} has an invalid PFM scale {scale_text!r}") from error
+    channels = 3 if kind == b"PF" else 1
+    count = width * height * channels
+    if width == 0 or height == 0 or scale == 0 or len(data) - match.end() < 4 * count:
+        raise ValueError(f"PFM file {path} is empty or truncated ({width}x{height}x{channels}, scale {scale})")
+    dtype = np.dtype("<f4") if scale < 0 else np.dtype(">f4")
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=match.end())
+    shape = (height, width) if channels == 1 else (height, width, 3)
+    return np.flipud(array.reshape(shape)).astype(np.float32)
+
+
+def write_pfm(path: str | Path, array: np.ndarray) -> None:
+    """Write a (H, W) or (H, W, 3) float array as a little-endian PFM (rows bottom to top, scale -1).
+
+    Raises:
+        ValueError: if the array is not (H, W) or (H, W, 3).
+    """
+    array = np.asarray(array, dtype="<f4")
+    if array.ndim == 2:
+        kind = b"Pf"
+    elif array.ndim == 3 and array.shape[2] == 3:
+        kind = b"PF"
+    else:
+        raise ValueError(f"PFM needs an (H, W) or (H, W, 3) array, got shape {array.shape}")
+    header = kind + b"\n%d %d\n-1.0\n" % (array.shape[1], array.shape[0])
+    Path(path).write_bytes(header + np.ascontiguousarray(np.flipud(array)).tobytes())
+
+
+def read_middlebury2003_disparity(path: str | Path) -> np.ndarray:
+    """Read a Middlebury 2003 ground-truth disparity (``disp2.pgm``/``.png``, 8-bit, disparity = value / 4).
+
+    Source: Scharstein & Szeliski, "High-Accuracy Stereo Depth Maps Using Structured Light", CVPR 2003 (the
+    quarter-size cones/teddy maps scale disparities by 4; 0 = unknown).
+
+    Returns:
+        (H, W) float32 disparity in pixels, NaN where unknown.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file, if it is not a one-channel 8-bit image.
+    """
+    image = _read_image_unchanged(path, "Middlebury 2003 disparity")
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"Middlebury 2003 disparity {path} must be a one-channel 8-bit image, got {image.dtype} "
+                         f"{image.shape}")
+    return _unknown_to_nan(image.astype(np.float32) / 4.0)
+
+
+def decode_bdis_depth(png_path: str | Path) -> np.ndarray:
+    """Decode a BDIS synthetic ground-truth depth PNG.
+
+    ``depth = (B + 1) / 256 + 100 * (G + 1) / 256 + (R + 1) / 256`` with R, G, B the 8-bit channels, in the
+    renderer's unit, which this package takes as centimetres (the sets' depths of 1.6..15 units match a colon
+    seen by an endoscope in cm). Source: BDIS repository (github.com/JingweiSong/BDIS-v2),
+    ``matlab/load_GT_depth.m``.
+
+    Returns:
+        (H, W) float32 depth in the renderer's unit (centimetres), > 0 everywhere by construction.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file, if it is not an 8-bit three-channel image.
+    """
+    image = _read_image_unchanged(png_path, "BDIS depth")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] < 3:
+        raise ValueError(f"BDIS depth {png_path} must be an 8-bit colour PNG, got {image.dtype} {image.shape}")
+    channels = image[..., :3].astype(np.float32) + 1.0
+    blue, green, red = channels[..., 0], channels[..., 1], channels[..., 2]  # OpenCV order is BGR
+    return ((blue + 100.0 * green + red) / 256.0).astype(np.float32)
+
+
+def read_mask(path: str | Path, threshold: int = 255) -> np.ndarray:
+    """Read a one-channel mask image as bool: True where the value is >= ``threshold``.
+
+    Middlebury 2014 ``mask0nocc.png`` uses 255 = not occluded, 128 = occluded, 0 = unknown.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file, if it cannot be decoded.
+    """
+    image = _read_image_unchanged(path, "mask")
+    if image.ndim == 3:
+        image = image[..., 0]
+    return image >= threshold
+
+
+def _read_image_unchanged(path: str | Path, what: str) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{what} file {path} could not be decoded")
+    return image
+
+
+def _unknown_to_nan(disparity: np.ndarray) -> np.ndarray:
+    disparity = disparity.astype(np.float32, copy=True)
+    disparity[~np.isfinite(disparity) | (disparity <= 0)] = np.nan
+    return disparity

@@ -1,0 +1,322 @@
+"""What the launch file and ``stereo_depth_bringup`` start: one description both consume (no rclpy, no launch).
+
+``launch/endoscope.launch.py`` and :mod:`stereo_depth_ros.ros.bringup` both call :func:`plan_nodes`, so they
+start the same nodes, with the same names, namespace, parameters file and topic remappings:
+
+- Which nodes: every node the parameters file names (a key ``/**/stereo_depth_node``, ``/stereo/stereo_depth_node``
+  or the nested ``stereo: stereo_depth_node:`` form, each holding ``ros__parameters``). Keys whose node part is a
+  wildcard (``/**``) only give parameters. A file that names no node starts :data:`DEFAULT_NODES`.
+- Namespace: ``/stereo`` by default, so the node's relative topics resolve to ``/stereo/left/image_rect``,
+  ``/stereo/disparity`` and so on (the topics ``stereo-depth-ros make-bag`` writes).
+- Parameters: the whole file is handed to the node as a ROS 2 parameters file (``--params-file``, what launch_ros
+  does with a file path), so rcl applies its usual matching; then explicit overrides (``use_sim_time``).
+- Remappings: the camera inputs can be remapped with the launch arguments ``left_image``, ``right_image``,
+  ``left_camera_info``, ``right_camera_info`` (default: the relative names, i.e. no remapping).
+
+A key naming a node without namespace (``stereo_depth_node:``) only matches a node in the root namespace, which
+rcl would silently ignore for a node in ``/stereo``; :func:`plan_nodes` refuses it with a message saying how to
+write it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PACKAGE = "stereo_depth_ros"
+DEFAULT_NAMESPACE = "/stereo"
+DEFAULT_PARAMS_FILE_NAME = "endoscope.yaml"
+RVIZ_CONFIG_NAME = "endoscope.rviz"
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """A node this package can start: its executable (console script) and its Python class."""
+
+    name: str
+    executable: str
+    module: str
+    class_name: str
+
+
+#: Node name (as written in a parameters file) -> how to start it.
+NODE_KINDS: dict[str, NodeKind] = {
+    "stereo_depth_node": NodeKind("stereo_depth_node", "stereo_depth_node", "stereo_depth_ros.ros.stereo_node",
+                                  "StereoDepthNode"),
+}
+DEFAULT_NODES = ("stereo_depth_node",)
+
+
+@dataclass(frozen=True)
+class RemapArgument:
+    """A launch argument (and bringup option) that remaps one input topic of the stereo node.
+
+    Attributes:
+        argument: launch argument name, e.g. ``left_image``.
+        topic: the node's relative topic name, e.g. ``left/image_rect``; the default target (no remapping).
+        description: what the argument is, for ``ros2 launch --show-args``.
+    """
+
+    argument: str
+    topic: str
+    description: str
+
+
+REMAP_ARGUMENTS = (
+    RemapArgument("left_image", "left/image_rect",
+                  "Rectified left image topic (sensor_msgs/Image); relative names resolve in the namespace"),
+    RemapArgument("right_image", "right/image_rect", "Rectified right image topic (sensor_msgs/Image)"),
+    RemapArgument("left_camera_info", "left/camera_info", "Left camera_info topic (sensor_msgs/CameraInfo)"),
+    RemapArgument("right_camera_info", "right/camera_info",
+                  "Right camera_info topic (sensor_msgs/CameraInfo, P[3] = -fx * baseline)"),
+)
+
+#: Launch arguments besides the remaps: name -> (default, description). The params_file default is resolved at
+#: run time by :func:`default_params_file` (an empty value means "the package's config/endoscope.yaml").
+LAUNCH_ARGUMENTS = {
+    "namespace": (DEFAULT_NAMESPACE, "Namespace of the stereo nodes; their topics are <namespace>/left/image_rect, "
+                                     "<namespace>/disparity, ..."),
+    "params_file": ("", "ROS 2 parameters YAML for the nodes; empty = the package's config/endoscope.yaml. Every "
+                        "node it names is started"),
+    "use_sim_time": ("false", "Use the /clock topic (true when playing a bag with 'ros2 bag play --clock')"),
+    "rviz": ("true", "Start RViz with rviz/endoscope.rviz"),
+}
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One node to start, as both the launch file and bringup start it.
+
+    Attributes:
+        name: node name.
+        kind: executable and class.
+        namespace: absolute namespace, e.g. ``/stereo``.
+        params_file: parameters YAML handed to the node as ``--params-file``.
+        parameter_overrides: parameters that win over the file (e.g. ``use_sim_time``).
+        remappings: ``(from, to)`` topic remappings (only the ones that change a name).
+    """
+
+    name: str
+    kind: NodeKind
+    namespace: str
+    params_file: Path
+    parameter_overrides: dict = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def fully_qualified_name(self) -> str:
+        """``/namespace/name``."""
+        return f"{self.namespace.rstrip('/')}/{self.name}"
+
+    def ros_arguments(self) -> list[str]:
+        """The ``--ros-args`` command-line arguments giving the params file and remappings (for ``cli_args``)."""
+        arguments = ["--ros-args", "--params-file", str(self.params_file)]
+        for source, target in self.remappings:
+            arguments += ["-r", f"{source}:={target}"]
+        return arguments
+
+
+def package_root() -> Path:
+    """The source tree (or installed package) folder that holds ``config/``, ``launch/`` and ``rviz/``."""
+    return Path(__file__).resolve().parents[2]
+
+
+def share_file(folder: str, name: str) -> Path:
+    """A data file of this package: from the ament share folder (``share/stereo_depth_ros/<folder>/<name>``)
+    when ament_index_python finds the package, else from the source tree, else from ``<sys.prefix>/share``
+    (where pip puts the data files).
+
+    Raises:
+        FileNotFoundError: if neither place has the file.
+    """
+    candidates = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:  # pragma: no cover - ament_index_python is part of every ROS 2 installation
+        pass
+    else:
+        try:
+            candidates.append(Path(get_package_share_directory(PACKAGE)) / folder / name)
+        except (PackageNotFoundError, LookupError, ValueError, OSError):
+            pass  # not installed in an ament prefix (or AMENT_PREFIX_PATH unset): use the source tree
+    candidates.append(package_root() / folder / name)  # source tree or editable install
+    candidates.append(Path(sys.prefix) / "share" / PACKAGE / folder / name)  # pip install without ament
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{folder}/{name} not found in {[str(c) for c in candidates]}")
+
+
+def default_params_file() -> Path:
+    """The package's ``config/endoscope.yaml`` (see :func:`share_file`)."""
+    return share_file("config", DEFAULT_PARAMS_FILE_NAME)
+
+
+def rviz_config_file() -> Path:
+    """The package's ``rviz/endoscope.rviz`` (see :func:`share_file`)."""
+    return share_file("rviz", RVIZ_CONFIG_NAME)
+
+
+def normalize_namespace(namespace: str) -> str:
+    """``stereo`` -> ``/stereo``; ``""`` or ``/`` -> ``/``.
+
+    Raises:
+        ValueError: for characters ROS does not allow in a namespace.
+    """
+    namespace = "/" + namespace.strip().strip("/")
+    if namespace != "/" and not re.fullmatch(r"(/[A-Za-z_][A-Za-z0-9_]*)+", namespace):
+        raise ValueError(f"invalid namespace {namespace!r}: use /-separated names of letters, digits and _")
+    return namespace
+
+
+def _key_regex(key: str) -> re.Pattern:
+    # rcl's parameter-file node keys: "**" matches any number of /-separated parts, "*" one part.
+    parts = key.strip("/").split("/")
+    pattern = ""
+    for part in parts:
+        if part == "**":
+            pattern += r"(/[^/]+)*"
+        else:
+            pattern += "/" + re.escape(part).replace(r"\*", "[^/]*")
+    return re.compile(pattern or "/")
+
+
+def read_params_file(path: str | Path) -> dict[str, dict]:
+    """Read a ROS 2 parameters YAML into ``{node key: parameters}``.
+
+    Nested namespaces (``stereo: stereo_depth_node: ros__parameters: ...``) are flattened to
+    ``/stereo/stereo_depth_node``; keys keep their wildcards (``/**``).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file, for invalid YAML or an entry that has no ``ros__parameters`` mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"parameters file {path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"parameters file {path} is not valid YAML: {error}") from error
+    if not isinstance(content, dict) or not content:
+        raise ValueError(f"parameters file {path} must map node names to 'ros__parameters' (ROS 2 format)")
+    entries: dict[str, dict] = {}
+
+    def walk(prefix: str, mapping: dict) -> None:
+        for key, value in mapping.items():
+            key = str(key)
+            name = f"{prefix}/{key.strip('/')}" if prefix else "/" + key.strip("/")
+            if not isinstance(value, dict):
+                raise ValueError(f"parameters file {path}: {name!r} must hold a 'ros__parameters' mapping, got "
+                                 f"{type(value).__name__}")
+            if "ros__parameters" in value:
+                parameters = value["ros__parameters"]
+                if not isinstance(parameters, dict):
+                    raise ValueError(f"parameters file {path}: {name}/ros__parameters must be a mapping")
+                if len(value) > 1:
+                    raise ValueError(f"parameters file {path}: {name!r} has keys besides 'ros__parameters': "
+                                     f"{sorted(k for k in value if k != 'ros__parameters')}")
+                entries[name] = parameters
+            else:
+                walk(name, value)
+
+    walk("", content)
+    return entries
+
+
+def plan_nodes(params_file: str | Path | None = None, namespace: str = DEFAULT_NAMESPACE,
+               remaps: dict[str, str] | None = None, use_sim_time: bool | None = None) -> list[NodePlan]:
+    """The nodes to start for a parameters file.
+
+    Args:
+        params_file: ROS 2 parameters YAML; None or "" for :func:`default_params_file`.
+        namespace: namespace of the nodes (``/stereo``).
+        remaps: launch-argument name (``left_image``, ...; see :data:`REMAP_ARGUMENTS`) or the node's relative
+            topic (``left/image_rect``) -> topic to use instead. Values equal to the default are no remapping.
+        use_sim_time: when not None, a ``use_sim_time`` override for every node.
+
+    Returns:
+        one :class:`NodePlan` per node, in the file's order.
+
+    Raises:
+        FileNotFoundError: if the parameters file does not exist.
+        ValueError: for an unknown node name (listing the known ones), a node key whose namespace cannot match
+            ``namespace`` (e.g. ``stereo_depth_node:`` without ``/**/``), an unknown remap name, or an invalid
+            namespace.
+    """
+    path = Path(params_file) if params_file else default_params_file()
+    namespace = normalize_namespace(namespace)
+    entries = read_params_file(path)
+    names: list[str] = []
+    for key in entries:
+        node_part = key.rsplit("/", 1)[-1]
+        if "*" in node_part:
+            continue  # wildcard keys give parameters to every node, they do not name one
+        if node_part not in NODE_KINDS:
+            raise ValueError(f"parameters file {path} names node {node_part!r} ({key}), which this package does not "
+                             f"have; known nodes: {sorted(NODE_KINDS)}")
+        fqn = f"{namespace.rstrip('/')}/{node_part}"
+        if not _key_regex(key).fullmatch(fqn):
+            hint = (f"'/**/{node_part}:' (any namespace) or '{fqn}:'")
+            raise ValueError(f"parameters file {path}: key {key!r} does not match the node {fqn} (namespace "
+                             f"{namespace}), so ROS would not apply its parameters; write {hint}")
+        if node_part not in names:
+            names.append(node_part)
+    if not names:
+        names = list(DEFAULT_NODES)
+    remappings = resolve_remaps(remaps or {})
+    overrides = {} if use_sim_time is None else {"use_sim_time": bool(use_sim_time)}
+    return [NodePlan(name=name, kind=NODE_KINDS[name], namespace=namespace, params_file=path.resolve(),
+                     parameter_overrides=dict(overrides), remappings=remappings) for name in names]
+
+
+def file_parameters(plan: NodePlan) -> dict:
+    """The parameters the plan's file gives its node: every entry whose key matches the node's fully qualified
+    name (wildcards included), later entries winning, as rcl merges them.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_params_file`.
+    """
+    merged: dict = {}
+    for key, parameters in read_params_file(plan.params_file).items():
+        if _key_regex(key).fullmatch(plan.fully_qualified_name):
+            merged.update(parameters)
+    return merged
+
+
+def resolve_remaps(remaps: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """``{launch argument or relative topic: target}`` -> ``((relative topic, target), ...)`` without the
+    identity ones (empty targets are ignored), in :data:`REMAP_ARGUMENTS` order.
+
+    Raises:
+        ValueError: for a name that is neither a remap argument nor one of the node's input topics.
+    """
+    by_name = {r.argument: r for r in REMAP_ARGUMENTS} | {r.topic: r for r in REMAP_ARGUMENTS}
+    targets: dict[str, str] = {}
+    for name, target in remaps.items():
+        if name not in by_name:
+            raise ValueError(f"unknown topic remap {name!r}; use one of "
+                             f"{[r.argument for r in REMAP_ARGUMENTS]} (or their topics)")
+        if target and target.strip() and target.strip() != by_name[name].topic:
+            targets[by_name[name].topic] = target.strip()
+    return tuple((r.topic, targets[r.topic]) for r in REMAP_ARGUMENTS if r.topic in targets)
+
+
+def parse_bool(text: str | bool) -> bool:
+    """Launch-style boolean: true/false, 1/0, yes/no, on/off (any case).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
