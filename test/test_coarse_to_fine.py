@@ -147,3 +147,32 @@ def test_sgbm_rejects_bad_parameters():
         SGBMEstimator(num_disparities=100)
     with pytest.raises(ValueError, match="odd"):
         SGBMEstimator(block_size=4)
+
+
+def test_local_soft_argmin_follows_the_strongest_mode():
+    values = torch.arange(10.0)
+    cost = torch.full((1, 10, 1, 1), 50.0)
+    cost[0, 1], cost[0, 8] = 0.0, 0.5  # two modes: the plain expectation falls between them
+    plain = soft_argmin(cost, values).item()
+    local = soft_argmin(cost, values, window=1).item()
+    assert 3.0 < plain < 6.0
+    assert local == pytest.approx(1.0, abs=1e-3)
+
+
+def test_inference_window_is_used_in_eval_mode_only():
+    torch.manual_seed(0)
+    net = CoarseToFineStereoNet(max_disparity=128, inference_window=1)
+    left, right = torch.rand(1, 3, 64, 96), torch.rand(1, 3, 64, 96)
+    net.eval()
+    with torch.no_grad():
+        local = net(left, right, max_stage=0)[0]
+        net.inference_window = None
+        plain = net(left, right, max_stage=0)[0]
+    assert not torch.allclose(local, plain)
+
+
+def test_search_range_wider_than_the_image_still_works():
+    net = CoarseToFineStereoNet(max_disparity=256).eval()
+    with torch.no_grad():
+        stages = net(torch.rand(1, 3, 40, 60), torch.rand(1, 3, 40, 60))
+    assert all(s.shape == (1, 1, 40, 60) and torch.isfinite(s).all() for s in stages)

@@ -88,3 +88,12 @@ def test_loss_gradient_points_towards_the_true_disparity():
     self_supervised_stereo_loss(left, right, [disparity],
                                 config=PhotometricLossConfig(smoothness_weight=0.0)).total.backward()
     assert disparity.grad.sum() < 0  # increasing the disparity lowers the loss
+
+
+def test_smoothness_does_not_reward_a_larger_mean_disparity():
+    image = torch.zeros(1, 3, 8, 8)
+    disparity = torch.rand(1, 1, 8, 8) + 5.0
+    offset = torch.zeros((), requires_grad=True)
+    edge_aware_smoothness(disparity + offset, image).backward()
+    # Adding a constant leaves the gradients of d unchanged; the loss must not pull the disparity up (or down).
+    assert abs(offset.grad.item()) < 1e-6

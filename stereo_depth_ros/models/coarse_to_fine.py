@@ -111,11 +111,17 @@ def build_full_cost_volume(left: torch.Tensor, right: torch.Tensor, num_disparit
         groups: channel groups G of :func:`group_l1_distance`.
 
     Returns:
-        (B, G, D, H, W) costs; where x - d < 0 the right feature is taken as zero.
+        (B, G, D, H, W) costs; where x - d < 0 the right feature is taken as zero (also when D exceeds the width).
     """
     volumes = []
+    width = right.shape[-1]
     for d in range(num_disparities):
-        shifted = F.pad(right[..., : right.shape[-1] - d], (d, 0)) if d else right
+        if d == 0:
+            shifted = right
+        elif d < width:
+            shifted = F.pad(right[..., : width - d], (d, 0))
+        else:  # the search range is wider than the image: nothing to match
+            shifted = torch.zeros_like(right)
         volumes.append(group_l1_distance(left, shifted, groups))
     return torch.stack(volumes, 2)
 
@@ -147,14 +153,18 @@ def build_residual_cost_volume(left: torch.Tensor, warped_right: torch.Tensor, r
     return torch.stack(volumes, 2)
 
 
-def soft_argmin(cost: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Differentiable soft-argmin disparity regression (Kendall et al., GC-Net, eq. 1).
+def soft_argmin(cost: torch.Tensor, values: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """Differentiable soft-argmin disparity regression (Kendall et al., GC-Net, eq. 1), optionally local.
 
-    ``d = sum_k values[k] * softmax(-cost)[k]`` over the disparity axis.
+    ``d = sum_k values[k] * p[k]`` with ``p = softmax(-cost)`` over the disparity axis. With ``window = w`` the
+    probabilities are kept only within ``w`` slices of the most likely one and renormalised (a local soft-argmin):
+    where the distribution is multimodal (texture-poor or dark regions) the plain expectation falls between the
+    modes, biased towards the middle of the range; the local one follows the strongest mode and stays sub-pixel.
 
     Args:
         cost: (B, D, H, W) matching costs (lower is better).
         values: (D,) the disparity (or residual) each of the D cost slices stands for.
+        window: None for the plain soft-argmin (training), or the half-width in slices of the local one.
 
     Returns:
         (B, 1, H, W) expected disparity, between ``values.min()`` and ``values.max()``.
@@ -165,6 +175,11 @@ def soft_argmin(cost: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     if cost.shape[1] != values.numel():
         raise ValueError(f"cost has {cost.shape[1]} disparity slices but {values.numel()} values were given")
     probability = torch.softmax(-cost, dim=1)
+    if window is not None:
+        index = torch.arange(cost.shape[1], device=cost.device).view(1, -1, 1, 1)
+        mode = probability.argmax(1, keepdim=True)
+        probability = probability * ((index - mode).abs() <= window).to(probability.dtype)
+        probability = probability / probability.sum(1, keepdim=True).clamp(min=1e-12)
     return (probability * values.view(1, -1, 1, 1).to(cost)).sum(1, keepdim=True)
 
 
@@ -216,6 +231,9 @@ class CoarseToFineStereoNet(nn.Module):
         cost_layers: 3D-convolution layers of stages 0, 1, 2.
         residual_radius: residual search range of stages 1 and 2, pixels at their scale (1/8 and 1/4).
         refine_channels: channels of the stage-3 refinement CNN.
+        inference_window: at inference (``eval()``), stage 0 uses a local soft-argmin that keeps this many
+            disparity slices either side of the most likely one (see :func:`soft_argmin`); None = the plain
+            soft-argmin, as in training. It changes no weight.
 
     Shapes:
         ``forward(left, right)`` takes (B, 3, H, W) float tensors in [0, 1] (RGB or BGR, as trained: this package
@@ -235,7 +253,7 @@ class CoarseToFineStereoNet(nn.Module):
 
     def __init__(self, max_disparity: int = 192, feature_channels: int = 16, groups: int = 4,
                  cost_channels: tuple[int, int, int] = (8, 4, 4), cost_layers: tuple[int, int, int] = (3, 2, 1),
-                 residual_radius: int = 2, refine_channels: int = 12) -> None:
+                 residual_radius: int = 2, refine_channels: int = 12, inference_window: int | None = 1) -> None:
         super().__init__()
         if max_disparity <= 0:
             raise ValueError(f"max_disparity must be a positive number of pixels, got {max_disparity}")
@@ -244,8 +262,10 @@ class CoarseToFineStereoNet(nn.Module):
         self.config = dict(max_disparity=int(max_disparity), feature_channels=int(feature_channels),
                            groups=int(groups), cost_channels=[int(c) for c in cost_channels],
                            cost_layers=[int(n) for n in cost_layers], residual_radius=int(residual_radius),
-                           refine_channels=int(refine_channels))
+                           refine_channels=int(refine_channels),
+                           inference_window=None if inference_window is None else int(inference_window))
         self.max_disparity = int(max_disparity)
+        self.inference_window = inference_window
         self.groups = groups
         self.residual_radius = residual_radius
         self.coarse_disparities = math.ceil(max_disparity / STAGE_SCALES[0])
@@ -280,7 +300,8 @@ class CoarseToFineStereoNet(nn.Module):
         # Stage 0: full-range cost volume at 1/16.
         volume = build_full_cost_volume(left_features[0], right_features[0], self.coarse_disparities, self.groups)
         values = torch.arange(self.coarse_disparities, device=left.device, dtype=left_features[0].dtype)
-        disparity = soft_argmin(self.regularizers[0](volume), values)
+        window = None if self.training else self.inference_window
+        disparity = soft_argmin(self.regularizers[0](volume), values, window)
         outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[0], full_size, h, w))
         # Stages 1, 2: residual disparity at 1/8 and 1/4.
         residual_values = torch.arange(-self.residual_radius, self.residual_radius + 1, device=left.device,
