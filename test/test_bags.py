@@ -192,8 +192,9 @@ def test_bdis_depth_encoding(tmp_path):
     gts = read_all(tmp_path / "bag")[bags.GT_DEPTH_TOPIC]
     first = np.frombuffer(bytes(gts[0][1].data), dtype="<f4").reshape(12, 16)
     second = np.frombuffer(bytes(gts[1][1].data), dtype="<f4").reshape(12, 16)
-    np.testing.assert_allclose(first, depth_cm / 100.0, atol=1.0 / 256 / 100 + 1e-7)
-    np.testing.assert_allclose(second, depth_cm / 200.0, atol=1.0 / 256 / 100 + 1e-7)
+    # decode_bdis_depth subtracts BDIS's 0.5 offset (as its evaluation script Main_synthetic.m does).
+    np.testing.assert_allclose(first, (depth_cm - 0.5) / 100.0, atol=1.0 / 256 / 100 + 1e-7)
+    np.testing.assert_allclose(second, (depth_cm * 0.5 - 0.5) / 100.0, atol=1.0 / 256 / 100 + 1e-7)
     with pytest.raises(ValueError, match="8-bit|uint8"):  # without the bdis encoding an 8-bit PNG is refused
         bags.read_depth(tmp_path / "gt" / "depth_0000000.png", 0.01)
 
@@ -215,8 +216,9 @@ def test_bdis_synthetic_set_32_pairs_depth_by_position(tmp_path, shared_data):
     gts = read_all(tmp_path / "bag")[bags.GT_DEPTH_TOPIC]
     first = np.frombuffer(bytes(gts[0][1].data), dtype="<f4").reshape(480, 640)
     bgr = cv2.imread(str(source / "depth_0000000.png"), cv2.IMREAD_UNCHANGED).astype(np.float64) + 1
-    expected_m = (bgr[..., 0] + 100 * bgr[..., 1] + bgr[..., 2]) / 256 / 100
-    np.testing.assert_allclose(first, expected_m, rtol=1e-6)
+    # BDIS's evaluation script (Main_synthetic.m) subtracts 0.5 from the decoded depth.
+    expected_m = ((bgr[..., 0] + 100 * bgr[..., 1] + bgr[..., 2]) / 256 - 0.5) / 100
+    np.testing.assert_allclose(first, expected_m, rtol=1e-5)
     assert 0.01 < np.nanmedian(first) < 0.2  # a colon seen from a few centimetres
 
 

@@ -75,3 +75,15 @@ def test_warping_subpixel_is_linear_interpolation():
 def test_warping_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="differ"):
         warp_right_to_left(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 9))
+
+
+def test_border_warp_equals_grid_sample_bilinear_with_border_padding():
+    right = torch.rand(2, 5, 7, 30)
+    disparity = torch.rand(2, 1, 7, 30) * 40 - 5  # some samples leave the image on both sides
+    warped, in_view = warp_right_to_left(right, disparity, padding_mode="border")
+    xs = torch.arange(30.0).view(1, 1, 1, 30) - disparity
+    ys = torch.arange(7.0).view(1, 1, 7, 1).expand(2, 1, 7, 30)
+    grid = torch.stack((2 * xs[:, 0] / 29 - 1, 2 * ys[:, 0] / 6 - 1), dim=-1)
+    expected = torch.nn.functional.grid_sample(right, grid, padding_mode="border", align_corners=True)
+    torch.testing.assert_close(warped, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(in_view, ((xs >= 0) & (xs <= 29)).float())

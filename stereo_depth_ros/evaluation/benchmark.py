@@ -5,21 +5,24 @@ Method (also in docs/evaluation.md):
 - Input: scikit-image's Middlebury 2014 Motorcycle pair resized (area interpolation) to the requested size.
 - Time: ``time.perf_counter`` around ``estimate``; median of ``repeats`` calls after ``warmup`` untimed calls
   (the first ONNX call exports the graph for that size).
-- Memory (CPU): each (method, stage, back-end) runs in a fresh process (``multiprocessing`` "spawn") so that
-  measurements do not leak into each other. ``peak_mb`` = peak resident set size (Linux ``VmHWM`` in
-  ``/proc/self/status``, reset through ``/proc/self/clear_refs`` after the warm-up) during the timed calls, minus
-  the resident size of that process just before the estimator was built (after importing PyTorch, OpenCV and
-  onnxruntime and loading the input). So it counts the weights, the ONNX session and its buffers, and the largest working memory of a call. Where
-  ``clear_refs`` cannot be written, a thread samples ``VmRSS`` every millisecond instead; without ``/proc`` (not
-  Linux) ``peak_mb`` is None.
+- Memory (CPU): each (method, stage, back-end) runs in a fresh Python process (``python -m
+  stereo_depth_ros.evaluation.benchmark``) so that measurements do not leak into each other. ``peak_mb`` = peak
+  resident set size (Linux ``VmHWM`` in ``/proc/self/status``, reset through ``/proc/self/clear_refs`` after the
+  warm-up) during the timed calls, minus the resident size of that process just before the estimator was built
+  (after importing PyTorch, OpenCV and onnxruntime and loading the input). So it counts the weights, the ONNX
+  session and its buffers, and the largest working memory of a call. Where ``clear_refs`` cannot be written, a
+  thread samples ``VmRSS`` every millisecond instead; without ``/proc`` (not Linux) ``peak_mb`` is None.
 - Memory (CUDA network rows): ``torch.cuda.max_memory_allocated`` during the timed calls, in MiB.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -179,31 +182,31 @@ def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
             "repeats": len(times), "memory_method": memory_method}
 
 
-def _child(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray, queue) -> None:
-    try:
-        queue.put(("ok", measure(spec, left_bgr, right_bgr)))
-    except BaseException as error:  # report anything to the parent instead of dying silently
-        queue.put(("error", f"{type(error).__name__}: {error}"))
-
-
 def _measure_isolated(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_child, args=(spec, left_bgr, right_bgr, queue), daemon=True)
-    process.start()
-    try:
-        status, payload = queue.get()
-    finally:
-        process.join()
-    if status != "ok":
-        raise RuntimeError(f"benchmark of {spec['method']} stage {spec.get('stage')} failed: {payload}")
-    return payload
+    """Run :func:`measure` in a fresh Python process (``python -m stereo_depth_ros.evaluation.benchmark``).
+
+    Raises:
+        RuntimeError: with the end of the child's stderr, if it fails.
+    """
+    with tempfile.TemporaryDirectory(prefix="stereo-benchmark-") as folder:
+        spec_path, input_path = Path(folder) / "spec.json", Path(folder) / "input.npz"
+        spec_path.write_text(json.dumps(spec))
+        np.savez(input_path, left=left_bgr, right=right_bgr)
+        package_parent = str(Path(__file__).resolve().parents[2])  # importable even when not installed
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent,
+                                                                       os.environ.get("PYTHONPATH")) if p))
+        result = subprocess.run([sys.executable, "-m", "stereo_depth_ros.evaluation.benchmark", str(spec_path),
+                                 str(input_path)], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark of {spec['method']} stage {spec.get('stage')} failed (exit code "
+                           f"{result.returncode}): {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = "auto", device: str = "auto",
                      weights: str | Path | None = None, stages: tuple[int, ...] = (0, 1, 2, 3),
-                     include_sgbm: bool = True, isolate: bool = True, warmup: int = 1, progress: bool = True
-                     ) -> list[dict]:
+                     include_sgbm: bool = True, isolate: bool = True, warmup: int = 1, progress: bool = True,
+                     sgbm_disparities: int = 192) -> list[dict]:
     """Benchmark SGBM (192 disparities, 3-way) and the network up to each stage on one input.
 
     Args:
@@ -215,6 +218,7 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
         stages: network stages to time (each run up to that stage).
         isolate: measure each row in a fresh process (needed for meaningful ``peak_mb``; False is faster).
         warmup: untimed calls before timing (>= 1).
+        sgbm_disparities: SGBM search range in pixels (192 by default; the width must exceed it).
 
     Returns:
         rows ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb", "repeats",
@@ -232,9 +236,12 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
     if any(not 0 <= s <= 3 for s in stages):
         raise ValueError(f"stages must be in 0..3, got {stages}")
+    if include_sgbm and width <= sgbm_disparities:
+        raise ValueError(f"SGBM searches {sgbm_disparities} disparities, so the width must be larger than that; "
+                         f"got {width} (use a smaller --sgbm-disparities or a wider input)")
     left, right = benchmark_input(height, width)
     backends = ("torch", "onnx") if backend == "all" else (backend,)
-    specs = [{"method": "sgbm", "stage": None}] if include_sgbm else []
+    specs = [{"method": "sgbm", "stage": None, "num_disparities": sgbm_disparities}] if include_sgbm else []
     specs += [{"method": "coarse-to-fine", "stage": s, "backend": b, "device": device,
                "weights": None if weights is None else str(weights)} for b in backends for s in stages]
     rows = []
@@ -242,3 +249,25 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
         spec = dict(spec, repeats=repeats, warmup=warmup)
         rows.append(_measure_isolated(spec, left, right) if isolate else measure(spec, left, right))
     return rows
+
+
+def _child_main(argv: list[str]) -> int:
+    """Child process: ``python -m stereo_depth_ros.evaluation.benchmark SPEC.json INPUT.npz`` prints one JSON row."""
+    if len(argv) != 2:
+        print("usage: python -m stereo_depth_ros.evaluation.benchmark SPEC.json INPUT.npz", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    with np.load(argv[1]) as data:
+        left, right = data["left"], data["right"]
+    stdout = sys.stdout
+    sys.stdout = sys.stderr  # keep library prints out of the result line
+    try:
+        row = measure(spec, left, right)
+    finally:
+        sys.stdout = stdout
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))

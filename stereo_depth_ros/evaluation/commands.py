@@ -74,6 +74,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="network back-end; 'all' gives rows for PyTorch and onnxruntime")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     bench.add_argument("--weights", help="network weights (default: the packaged ones)")
+    bench.add_argument("--sgbm-disparities", type=int, default=192,
+                       help="SGBM search range, multiple of 16 (default 192; the width must be larger)")
     bench.add_argument("--in-process", action="store_true",
                        help="measure every row in this process (faster; peak memory then less meaningful)")
     bench.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
@@ -213,6 +215,7 @@ PHOTOMETRIC_KEYS = ("method", "stage", "photometric_error", "sgbm_photometric_er
 PHOTOMETRIC_TITLES = {"photometric_error": "error (common px)", "sgbm_photometric_error": "SGBM error (same px)",
                       "common_pct": "common px %", "photometric_error_all": "error (all own px)",
                       "coverage_pct": "coverage %"}
+PHOTOMETRIC_DIGITS = {"photometric_error": 4, "sgbm_photometric_error": 4, "photometric_error_all": 4}
 
 
 def photometric_rows(left_bgr: np.ndarray, right_bgr: np.ndarray, active: np.ndarray, network_maps: list,
@@ -227,20 +230,23 @@ def photometric_rows(left_bgr: np.ndarray, right_bgr: np.ndarray, active: np.nda
     Returns:
         rows with :data:`PHOTOMETRIC_KEYS`; errors are nan when no pixel counts.
     """
-    from stereo_depth_ros.evaluation.metrics import disparity_valid_mask, photometric_error
+    from stereo_depth_ros.evaluation.metrics import masked_mean, photometric_error_image
 
+    active = np.asarray(active, dtype=bool)
     active_count = max(int(np.count_nonzero(active)), 1)
-    sgbm_valid = disparity_valid_mask(sgbm_map) & active
-    sgbm_error = photometric_error(left_bgr, right_bgr, sgbm_map, active)
+    sgbm_image = photometric_error_image(left_bgr, right_bgr, sgbm_map)
+    sgbm_valid = np.isfinite(sgbm_image) & active
+    sgbm_error = masked_mean(sgbm_image, active)
     rows = []
     for stage, disparity in enumerate(network_maps):
-        own = disparity_valid_mask(disparity) & active
+        image = photometric_error_image(left_bgr, right_bgr, disparity)
+        own = np.isfinite(image) & active
         common = own & sgbm_valid
         rows.append({"method": network_name, "stage": stage,
-                     "photometric_error": photometric_error(left_bgr, right_bgr, disparity, common),
-                     "sgbm_photometric_error": photometric_error(left_bgr, right_bgr, sgbm_map, common),
+                     "photometric_error": masked_mean(image, common),
+                     "sgbm_photometric_error": masked_mean(sgbm_image, common),
                      "common_pct": 100.0 * np.count_nonzero(common) / active_count,
-                     "photometric_error_all": photometric_error(left_bgr, right_bgr, disparity, active),
+                     "photometric_error_all": masked_mean(image, active),
                      "coverage_pct": 100.0 * np.count_nonzero(own) / active_count})
     sgbm_pct = 100.0 * np.count_nonzero(sgbm_valid) / active_count
     rows.append({"method": "sgbm", "stage": None, "photometric_error": sgbm_error,
@@ -301,10 +307,11 @@ def _run_eval_photometric(args: argparse.Namespace) -> int:
     for row in over_sets:
         row["sets"] = row.pop("pairs")
     sections = [f"### {name} (mean over {r['pairs']} pairs)\n\n"
-                f"{markdown_table(r['rows'], PHOTOMETRIC_KEYS, PHOTOMETRIC_TITLES)}" for name, r in results.items()]
+                f"{markdown_table(r['rows'], PHOTOMETRIC_KEYS, PHOTOMETRIC_TITLES, digits=PHOTOMETRIC_DIGITS)}"
+                for name, r in results.items()]
     if len(results) > 1:
         sections.append(f"### mean over sets ({len(results)} sets)\n\n"
-                        f"{markdown_table(over_sets, PHOTOMETRIC_KEYS, PHOTOMETRIC_TITLES)}")
+                        f"{markdown_table(over_sets, PHOTOMETRIC_KEYS, PHOTOMETRIC_TITLES, digits=PHOTOMETRIC_DIGITS)}")
     text = "\n\n".join(sections)
     if args.markdown_out:
         Path(args.markdown_out).parent.mkdir(parents=True, exist_ok=True)
@@ -322,7 +329,8 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
     with _stdout_to_stderr():
         rows = benchmark_stereo(args.height, args.width, repeats=args.repeats, backend=args.backend,
-                                device=args.device, weights=args.weights, isolate=not args.in_process)
+                                device=args.device, weights=args.weights, isolate=not args.in_process,
+                                sgbm_disparities=args.sgbm_disparities)
     if args.json:
         _print_json({"rows": rows})
     else:

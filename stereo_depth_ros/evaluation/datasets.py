@@ -8,7 +8,8 @@ Each set is opened by name from :data:`DATASETS` (``open_dataset("bdis-synthetic
 Sets and their units (see docs/evaluation.md):
 
 - ``bdis-synthetic`` (and ``bdis-synthetic-30`` .. ``-33``): 78 rendered colon pairs, 640x480, GT depth PNGs
-  (:func:`~stereo_depth_ros.evaluation.readers.decode_bdis_depth`, renderer unit taken as cm);
+  (:func:`~stereo_depth_ros.evaluation.readers.decode_bdis_depth`, with the BDIS evaluation script's 0.5 offset;
+  renderer unit taken as cm);
   ``K = [[520, 0, 320], [0, 520, 240], [0, 0, 1]]``, baseline 0.5 depth units, so GT disparity ``= 520 * 0.5 / depth``
   and depth errors use f = 520 px, B = 0.005 m. Set 32 is 0-based (``k.png`` <-> ``depth_{k-1:07d}.png``).
 - ``middlebury2003-cones``, ``middlebury2003-teddy``: im2 (left), im6 (right), ``disp2.pgm`` / 4; no calibration.
@@ -113,7 +114,7 @@ def _bdis_sample(set_dir: Path, image_name: str, depth_path: Path, set_id: int) 
     right = read_image_bgr(set_dir / "images_rectified" / "right" / image_name)
     depth = decode_bdis_depth(depth_path)
     gt = np.full(depth.shape, np.nan, dtype=np.float32)
-    positive = depth > 0
+    positive = np.isfinite(depth) & (depth > 0)
     gt[positive] = BDIS_FOCAL_PX * BDIS_BASELINE_DEPTH_UNITS / depth[positive]
     return StereoSample(name=f"bdis-synthetic-{set_id}/{Path(image_name).stem}", left_bgr=left, right_bgr=right,
                         gt_disparity=gt, focal_px=BDIS_FOCAL_PX,

@@ -183,7 +183,7 @@ def format_value(value, digits: int = 2) -> str:
 
 
 def markdown_table(rows: Sequence[dict], keys: Sequence[str] = ROW_KEYS, titles: dict | None = None,
-                   mean_row: bool = False) -> str:
+                   mean_row: bool = False, digits: int | dict = 2) -> str:
     """Render rows as a GitHub markdown table (one row per method and stage).
 
     Args:
@@ -191,12 +191,16 @@ def markdown_table(rows: Sequence[dict], keys: Sequence[str] = ROW_KEYS, titles:
         keys: columns, in order.
         titles: column headings (default :data:`COLUMN_TITLES`, else the key).
         mean_row: append a row "mean" averaging every numeric column over the rows.
+        digits: decimals of floats, one number or ``{key: decimals}`` (others 2).
     """
+    def places(key: str) -> int:
+        return digits.get(key, 2) if isinstance(digits, dict) else digits
+
     titles = {**COLUMN_TITLES, **(titles or {})}
     lines = ["| " + " | ".join(titles.get(k, k) for k in keys) + " |",
              "|" + "|".join("---" for _ in keys) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(format_value(row.get(k)) for k in keys) + " |")
+        lines.append("| " + " | ".join(format_value(row.get(k), places(k)) for k in keys) + " |")
     if mean_row and rows:
         cells = []
         for index, key in enumerate(keys):
@@ -208,7 +212,7 @@ def markdown_table(rows: Sequence[dict], keys: Sequence[str] = ROW_KEYS, titles:
             elif key == "stage" or not numbers:
                 cells.append("")
             else:
-                cells.append(format_value(float(np.mean(numbers))))
+                cells.append(format_value(float(np.mean(numbers)), places(key)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

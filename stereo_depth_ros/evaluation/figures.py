@@ -63,14 +63,14 @@ def save_disparity_figure(path: str | Path, left_bgr: np.ndarray, panels: Sequen
             raise ValueError(f"{title} disparity shape {np.asarray(disparity).shape} differs from the image's "
                              f"{(h, w)}")
     vmin, vmax = display_range(gt_disparity, [d for _, d in panels])
-    colour_map = matplotlib.colormaps[cmap].copy()
-    colour_map.set_bad("black")
+    colour_map = matplotlib.colormaps[cmap].with_extremes(bad="black")
     count = 1 + len(maps)
-    columns = min(count, 4)
+    columns = count if count <= 7 else 4  # one row: left | GT | SGBM | stages 0..3
     rows = int(np.ceil(count / columns))
-    panel_width = 3.2
-    figure, axes = plt.subplots(rows, columns, figsize=(panel_width * columns + 0.8,
-                                                        panel_width * h / w * rows + 0.6 * rows), squeeze=False)
+    panel_width = 2.6
+    figure, axes = plt.subplots(rows, columns, figsize=(panel_width * columns + 1.0,
+                                                        panel_width * h / w * rows + 0.5 * rows),
+                                squeeze=False, layout="constrained")
     axes = axes.ravel()
     axes[0].imshow(left_bgr[..., ::-1])
     axes[0].set_title("left image", fontsize=9)
@@ -81,8 +81,7 @@ def save_disparity_figure(path: str | Path, left_bgr: np.ndarray, panels: Sequen
         axis.set_title(title, fontsize=9)
     for axis in axes:
         axis.set_axis_off()
-    figure.tight_layout()
-    figure.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01, label="disparity (px)")
+    figure.colorbar(image, ax=list(axes), fraction=0.015, pad=0.01, label="disparity (px)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi)

@@ -197,26 +197,23 @@ def disparity_valid_mask(disparity: np.ndarray) -> np.ndarray:
         return np.isfinite(disparity) & (disparity > 0) & (source >= 0) & (source <= disparity.shape[1] - 1)
 
 
-def photometric_error(left_bgr: np.ndarray, right_bgr: np.ndarray, disparity: np.ndarray,
-                      mask: np.ndarray | None = None, alpha: float = 0.85) -> float:
-    """Mean appearance error of the left image reconstructed from the right one with ``disparity``.
+def photometric_error_image(left_bgr: np.ndarray, right_bgr: np.ndarray, disparity: np.ndarray,
+                            alpha: float = 0.85) -> np.ndarray:
+    """Per-pixel appearance error of the left image reconstructed from the right one with ``disparity``.
 
     The training objective's per-pixel error (:func:`stereo_depth_ros.losses.appearance_error`,
     ``alpha * (1 - SSIM) / 2 + (1 - alpha) * |L - R~|`` on RGB in [0, 1], 3x3 SSIM; Godard et al. 2017 eq. 2), with
-    ``R~`` the right image sampled at ``x - d`` (:func:`stereo_depth_ros.geometry.warp_right_to_left`), averaged
-    over the pixels of :func:`disparity_valid_mask` (and ``mask``). Unknown disparities are filled with the
-    nearest known one in their row before warping, so the 3x3 SSIM windows next to holes see a plausible
-    reconstruction; the filled pixels themselves are never averaged. To compare two methods fairly, pass as
-    ``mask`` the intersection of both methods' :func:`disparity_valid_mask`.
+    ``R~`` the right image sampled at ``x - d`` (:func:`stereo_depth_ros.geometry.warp_right_to_left`). Unknown
+    disparities are filled with the nearest known one in their row before warping (:func:`fill_row_holes`), so the
+    3x3 SSIM windows next to holes see a plausible reconstruction; the filled pixels themselves are NaN in the result.
 
     Args:
         left_bgr, right_bgr: (H, W, 3) uint8 BGR rectified pair.
         disparity: (H, W) left disparity in pixels, NaN where unknown.
-        mask: optional (H, W) bool of pixels that count (e.g. the active area without black borders).
         alpha: SSIM weight (0.85 as in training).
 
     Returns:
-        float >= 0 (0 for a perfect reconstruction, about 0.1-0.3 for a wrong one); nan when no pixel counts.
+        (H, W) float32 error >= 0, NaN outside :func:`disparity_valid_mask`.
 
     Raises:
         ValueError: if the images and disparity differ in size or are not uint8 (H, W, 3) / (H, W).
@@ -228,14 +225,8 @@ def photometric_error(left_bgr: np.ndarray, right_bgr: np.ndarray, disparity: np
     if disparity.shape != left_bgr.shape[:2]:
         raise ValueError(f"disparity shape {disparity.shape} differs from the images' {left_bgr.shape[:2]}")
     valid = disparity_valid_mask(disparity)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != disparity.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from the disparity's {disparity.shape}")
-        valid &= mask
     if not np.any(valid):
-        return math.nan
-    filled = fill_row_holes(disparity)
+        return np.full(disparity.shape, np.nan, dtype=np.float32)
 
     def to_tensor(image: np.ndarray) -> torch.Tensor:
         rgb = np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
@@ -243,8 +234,53 @@ def photometric_error(left_bgr: np.ndarray, right_bgr: np.ndarray, disparity: np
 
     with torch.inference_mode():
         error, _ = photometric_error_map(to_tensor(left_bgr), to_tensor(right_bgr),
-                                         torch.from_numpy(filled)[None, None], alpha)
-    return float(error[0, 0].numpy()[valid].astype(np.float64).mean())
+                                         torch.from_numpy(fill_row_holes(disparity))[None, None], alpha)
+    error = error[0, 0].numpy().astype(np.float32)
+    error[~valid] = np.nan
+    return error
+
+
+def masked_mean(values: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean of the finite ``values`` where ``mask`` is True (nan when there are none).
+
+    Raises:
+        ValueError: if the mask's shape differs.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(values)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != values.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from the values' {values.shape}")
+        keep &= mask
+    return float(values[keep].mean()) if np.any(keep) else math.nan
+
+
+def photometric_error(left_bgr: np.ndarray, right_bgr: np.ndarray, disparity: np.ndarray,
+                      mask: np.ndarray | None = None, alpha: float = 0.85) -> float:
+    """Mean photometric (appearance) error of ``disparity``: :func:`photometric_error_image` averaged over the
+    pixels where the disparity is finite, > 0 and ``0 <= x - d <= W - 1`` (:func:`disparity_valid_mask`), and
+    ``mask`` is True.
+
+    To compare two methods fairly, pass as ``mask`` the intersection of both methods' :func:`disparity_valid_mask`
+    (and of the image's active area).
+
+    Args:
+        left_bgr, right_bgr: (H, W, 3) uint8 BGR rectified pair.
+        disparity: (H, W) left disparity in pixels, NaN where unknown.
+        mask: optional (H, W) bool of pixels that count (e.g. the active area without black borders).
+        alpha: SSIM weight (0.85 as in training).
+
+    Returns:
+        float >= 0 (0 for a perfect reconstruction); nan when no pixel counts.
+
+    Raises:
+        ValueError: if the images, disparity or mask differ in size, or the images are not uint8 (H, W, 3).
+    """
+    if mask is not None and np.asarray(mask).shape != np.asarray(disparity).shape:
+        raise ValueError(f"mask shape {np.asarray(mask).shape} differs from the disparity's "
+                         f"{np.asarray(disparity).shape}")
+    return masked_mean(photometric_error_image(left_bgr, right_bgr, disparity, alpha), mask)
 
 
 def fill_row_holes(disparity: np.ndarray) -> np.ndarray:

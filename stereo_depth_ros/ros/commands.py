@@ -51,7 +51,7 @@ def _add_make_bag(sub) -> None:
                              "we take as centimetres); default %(default)s")
     parser.add_argument("--gt-depth-encoding", choices=("auto", "bdis"), default="auto",
                         help="'bdis': BDIS synthetic colour-coded depth PNGs, depth = (B+1)/256 + 100 (G+1)/256 + "
-                             "(R+1)/256 in the renderer's unit")
+                             "(R+1)/256 - 0.5 in the renderer's unit (the 0.5 as BDIS's Main_synthetic.m)")
     parser.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps in Hz (default %(default)s)")
     parser.add_argument("--frame-id", default="stereo_left_optical_frame",
                         help="left optical frame id (REP-103); the right one replaces 'left' by 'right'")
