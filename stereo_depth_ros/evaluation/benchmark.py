@@ -206,7 +206,7 @@ def _measure_isolated(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -
 def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = "auto", device: str = "auto",
                      weights: str | Path | None = None, stages: tuple[int, ...] = (0, 1, 2, 3),
                      include_sgbm: bool = True, isolate: bool = True, warmup: int = 1, progress: bool = True,
-                     sgbm_disparities: int = 192) -> list[dict]:
+                     sgbm_disparities: int = 192, max_disparity: int | None = None) -> list[dict]:
     """Benchmark SGBM (192 disparities, 3-way) and the network up to each stage on one input.
 
     Args:
@@ -219,6 +219,7 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
         isolate: measure each row in a fresh process (needed for meaningful ``peak_mb``; False is faster).
         warmup: untimed calls before timing (>= 1).
         sgbm_disparities: SGBM search range in pixels (192 by default; the width must exceed it).
+        max_disparity: the network's search range in pixels; None = the same as SGBM's, so both search alike.
 
     Returns:
         rows ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb", "repeats",
@@ -243,7 +244,8 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
     backends = ("torch", "onnx") if backend == "all" else (backend,)
     specs = [{"method": "sgbm", "stage": None, "num_disparities": sgbm_disparities}] if include_sgbm else []
     specs += [{"method": "coarse-to-fine", "stage": s, "backend": b, "device": device,
-               "weights": None if weights is None else str(weights)} for b in backends for s in stages]
+               "weights": None if weights is None else str(weights),
+               "max_disparity": int(max_disparity or sgbm_disparities)} for b in backends for s in stages]
     rows = []
     for spec in tqdm(specs, desc="benchmark", unit="row", disable=not progress, file=sys.stderr):
         spec = dict(spec, repeats=repeats, warmup=warmup)

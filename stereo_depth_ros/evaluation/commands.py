@@ -76,6 +76,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--weights", help="network weights (default: the packaged ones)")
     bench.add_argument("--sgbm-disparities", type=int, default=192,
                        help="SGBM search range, multiple of 16 (default 192; the width must be larger)")
+    bench.add_argument("--max-disparity", type=int, default=None,
+                       help="network search range in px (default: the same as --sgbm-disparities)")
     bench.add_argument("--in-process", action="store_true",
                        help="measure every row in this process (faster; peak memory then less meaningful)")
     bench.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
@@ -330,7 +332,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     with _stdout_to_stderr():
         rows = benchmark_stereo(args.height, args.width, repeats=args.repeats, backend=args.backend,
                                 device=args.device, weights=args.weights, isolate=not args.in_process,
-                                sgbm_disparities=args.sgbm_disparities)
+                                sgbm_disparities=args.sgbm_disparities, max_disparity=args.max_disparity)
     if args.json:
         _print_json({"rows": rows})
     else:
