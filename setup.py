@@ -33,6 +33,7 @@ setup(
         "matplotlib",
         "pyyaml",
         "rosbags",
+        "rosbags-image",
         "scikit-image",
     ],
     extras_require={"onnx": ["onnx", "onnxruntime"], "test": ["pytest"]},

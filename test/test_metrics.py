@@ -219,3 +219,12 @@ def test_bdis_depth_decoding_formula(tmp_path):
     with_offset = decode_bdis_depth(path)  # the BDIS evaluation script subtracts 0.5
     assert with_offset[0, 0] == pytest.approx(raw[0] - 0.5)
     assert np.isnan(with_offset[0, 1])  # 0.398 - 0.5 <= 0: unknown
+
+
+def test_zero_or_negative_predictions_are_no_value():
+    from stereo_depth_ros.evaluation.metrics import density_pct, epe_px
+
+    gt = np.array([[10.0, 10.0, 10.0, 10.0]], dtype=np.float32)
+    pred = np.array([[11.0, 0.0, -2.0, np.nan]], dtype=np.float32)
+    assert density_pct(pred, gt) == 25.0
+    assert epe_px(pred, gt) == 1.0

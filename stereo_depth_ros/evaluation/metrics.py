@@ -43,7 +43,10 @@ def gt_valid_mask(gt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 
 
 def scored_mask(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """``P``: (H, W) bool, GT-valid pixels where the prediction is finite.
+    """``P``: (H, W) bool, GT-valid pixels where the prediction has a value: finite and > 0.
+
+    A disparity of 0 (or less) is no value: it has no finite depth, and the ROS path (the node's ``depth``, the
+    replay's scoring of ``DisparityImage``) treats it as invalid too, so offline and replayed metrics agree.
 
     Raises:
         ValueError: if the shapes of ``pred``, ``gt`` and ``mask`` differ or are not 2-D.
@@ -52,7 +55,8 @@ def scored_mask(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None
     gt = np.asarray(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"predicted disparity shape {pred.shape} differs from the ground truth's {gt.shape}")
-    return gt_valid_mask(gt, mask) & np.isfinite(pred)
+    with np.errstate(invalid="ignore"):
+        return gt_valid_mask(gt, mask) & np.isfinite(pred) & (pred > 0)
 
 
 def _errors(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +99,7 @@ def d1_pct(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> 
 
 
 def density_pct(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Density in percent: ``100 * |P| / |V|``, the share of GT-valid pixels with a finite prediction.
+    """Density in percent: ``100 * |P| / |V|``, the share of GT-valid pixels with a prediction (finite, > 0).
 
     Returns:
         float in [0, 100]; nan when ``V`` is empty.
