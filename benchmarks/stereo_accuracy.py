@@ -40,7 +40,7 @@ def gt_sets(network, sgbm, data_root: Path, names: list[str]) -> dict:
         for sample in tqdm(dataset, desc=name, file=sys.stderr):
             stages = network.estimate(sample.left_bgr, sample.right_bgr)
             sgbm_disparity = sgbm.estimate(sample.left_bgr, sample.right_bgr)[0]
-            common = np.isfinite(sgbm_disparity)
+            common = np.isfinite(sgbm_disparity) & (sgbm_disparity > 0)  # SGBM has a value (metrics' convention)
             if sample.valid is not None:
                 common &= sample.valid
             maps = [(f"stage {i}", d) for i, d in enumerate(stages)] + [("sgbm", sgbm_disparity)]
