@@ -19,7 +19,9 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(prog="stereo-depth-ros", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="stereo-depth-ros",
+                                     description="Stereo depth for endoscopes and robot cameras: training, evaluation, "
+                                                 "benchmarks, bags, ROS 2 replay and the demo.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)

@@ -23,8 +23,8 @@ def natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def read_image_bgr(path: str | Path) -> np.ndarray:
-    """Read an 8-bit colour image as (H, W, 3) uint8 BGR (grey images are expanded to three channels).
+def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR, what: str = "image") -> np.ndarray:
+    """Read an image file with OpenCV (``flags`` as ``cv2.imread``); ``what`` names the file in errors.
 
     Raises:
         FileNotFoundError: if the file does not exist.
@@ -32,11 +32,21 @@ def read_image_bgr(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    image = cv2.imread(str(path), flags)
     if image is None:
-        raise ValueError(f"image {path} could not be decoded")
+        raise ValueError(f"{what} file {path} could not be decoded")
     return image
+
+
+def read_image_bgr(path: str | Path) -> np.ndarray:
+    """Read an 8-bit colour image as (H, W, 3) uint8 BGR (grey images are expanded to three channels).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if OpenCV cannot decode it.
+    """
+    return read_image(path, cv2.IMREAD_COLOR)
 
 
 def black_border_mask(image_bgr: np.ndarray, threshold: int = 12, erode: int = 3) -> np.ndarray:

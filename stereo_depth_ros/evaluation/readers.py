@@ -207,13 +207,9 @@ def read_mask(path: str | Path, threshold: int = 255) -> np.ndarray:
 
 
 def _read_image_unchanged(path: str | Path, what: str) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"{what} file {path} could not be decoded")
-    return image
+    from stereo_depth_ros.data.stereo_folder import read_image
+
+    return read_image(path, cv2.IMREAD_UNCHANGED, what)
 
 
 def _unknown_to_nan(disparity: np.ndarray) -> np.ndarray:
