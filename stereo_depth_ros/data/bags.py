@@ -40,7 +40,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from stereo_depth_ros.data.stereo_folder import IMAGE_SUFFIXES, natural_key, read_image_bgr
+from stereo_depth_ros.data.stereo_folder import list_images, natural_key, read_image_bgr
 from stereo_depth_ros.evaluation.readers import DISPARITY_SUFFIXES, decode_bdis_depth, read_disparity, read_pfm
 from stereo_depth_ros.geometry import StereoCalibration, disparity_to_depth
 
@@ -528,23 +528,6 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
 
 
 # ----------------------------------------------------------------------------------------------- folders
-
-
-def list_images(folder: str | Path, what: str = "image") -> list[Path]:
-    """Image files (png, jpg, bmp, tif) of a folder in natural order (``2.png`` before ``10.png``).
-
-    Raises:
-        FileNotFoundError: if the folder does not exist.
-        ValueError: if it holds no image.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{what} folder {folder} does not exist")
-    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                   key=natural_key)
-    if not files:
-        raise ValueError(f"{what} folder {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-    return files
 
 
 def match_stereo_folders(left_dir: str | Path, right_dir: str | Path) -> list[tuple[Path, Path]]:

@@ -184,13 +184,31 @@ def path_in_list(path: Path, entries: list[str]) -> bool:
     return any(posix.endswith("/" + entry.strip("/")) for entry in entries)
 
 
+def list_images(folder: str | Path, what: str = "image") -> list[Path]:
+    """Image files (png, jpg, bmp, tif) of a folder in natural order (``2.png`` before ``10.png``).
+
+    Raises:
+        FileNotFoundError: if the folder does not exist.
+        ValueError: if it holds no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} folder {folder} does not exist")
+    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=natural_key)
+    if not files:
+        raise ValueError(f"{what} folder {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
 def match_folders(left_dir: Path, right_dir: Path) -> list[tuple[Path, Path]]:
     """Pair the images of two folders by file name.
 
     Raises:
-        FileNotFoundError: if a left image has no right image of the same name.
+        FileNotFoundError: if a left image has no right image of the same name, or a folder does not exist.
+        ValueError: if the left folder holds no image.
     """
-    lefts = sorted((p for p in left_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
+    lefts = list_images(left_dir, "left image")
     pairs = []
     for left in lefts:
         right = right_dir / left.name
