@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from stereo_depth_ros.models.coarse_to_fine import (CoarseToFineStereoNet, WeightsError, build_full_cost_volume,
-                                                    load_weights, save_weights, soft_argmin)
+from stereo_depth_ros.models.coarse_to_fine import (ARCHITECTURE, CoarseToFineStereoNet, NormalizingConv2d,
+                                                    WeightsError, build_full_cost_volume, load_weights,
+                                                    normalize_image, save_weights, soft_argmin)
 from stereo_depth_ros.models.estimator import CoarseToFineEstimator, default_weights_path
 from stereo_depth_ros.models.sgbm import SGBMEstimator
 
@@ -92,10 +93,32 @@ def test_weights_round_trip_and_errors(tmp_path):
         load_weights(other)
     wrong = tmp_path / "wrong.safetensors"
     state = {k: v for k, v in net.state_dict().items() if not k.startswith("refinement")}
-    save_file(state, str(wrong), metadata={"architecture": "coarse-to-fine-stereo/v1",
+    save_file(state, str(wrong), metadata={"architecture": ARCHITECTURE,
                                             "config": '{"max_disparity": 64}'})
     with pytest.raises(WeightsError, match="does not match"):
         load_weights(wrong)
+    older = tmp_path / "older.safetensors"  # v1 weights padded the normalised image, not the raw one
+    save_file(net.state_dict(), str(older), metadata={"architecture": "coarse-to-fine-stereo/v1",
+                                                       "config": '{"max_disparity": 64}'})
+    with pytest.raises(WeightsError, match="v1"):
+        load_weights(older)
+
+
+def test_normalizing_convolution_equals_a_convolution_of_the_normalised_image():
+    torch.manual_seed(0)
+    conv = NormalizingConv2d(3, 8, 3, stride=2, padding=1, bias=False)
+    image = torch.rand(2, 3, 20, 30)
+    folded = conv(image)
+    # Zero padding of the raw image = padding the normalised image with normalize_image(0).
+    black = normalize_image(torch.zeros(1)).item()
+    padded = torch.nn.functional.pad(normalize_image(image), (1, 1, 1, 1), value=black)
+    reference = torch.nn.functional.conv2d(padded, conv.weight, stride=2)
+    assert folded.shape == reference.shape == (2, 8, 10, 15)
+    assert torch.allclose(folded, reference, atol=1e-5)
+    # ... and it is not the plain convolution of the raw image.
+    assert not torch.allclose(folded, torch.nn.functional.conv2d(image, conv.weight, stride=2, padding=1), atol=1e-2)
+    with pytest.raises(ValueError, match="bias=False"):
+        NormalizingConv2d(3, 8, 3)
 
 
 def test_packaged_weights_load_and_are_small():

@@ -21,7 +21,7 @@ import torch
 from stereo_depth_ros.data.stereo_folder import ScaredKeyframeDataset, read_pair_list
 from stereo_depth_ros.device import resolve_device
 from stereo_depth_ros.losses import PhotometricLossConfig, self_supervised_stereo_loss
-from stereo_depth_ros.models.coarse_to_fine import CoarseToFineStereoNet, load_weights, save_weights
+from stereo_depth_ros.models.coarse_to_fine import ARCHITECTURE, CoarseToFineStereoNet, load_weights, save_weights
 
 CSV_FIELDS = ["step", "total", "stage0", "stage1", "stage2", "stage3", "appearance3", "lr", "seconds"]
 
@@ -225,7 +225,7 @@ def model_card(options: TrainStereoOptions, history: list[dict], device: torch.d
     options_dict = asdict(options)
     options_dict.pop("extra", None)
     return {
-        "architecture": "coarse-to-fine-stereo/v1",
+        "architecture": ARCHITECTURE,
         "paper": "Real-Time Coarse-To-Fine Depth Estimation on Stereo Endoscopic Images with Self-Supervised "
                  "Learning (AnyNet-style, 4 stages)",
         "data": [str(d) for d in options.data],
