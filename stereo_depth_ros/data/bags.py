@@ -37,12 +37,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from stereo_depth_ros.data.stereo_folder import list_images, natural_key, read_image_bgr
 from stereo_depth_ros.evaluation.readers import DISPARITY_SUFFIXES, decode_bdis_depth, read_disparity, read_pfm
 from stereo_depth_ros.geometry import StereoCalibration, disparity_to_depth
+from stereo_depth_ros.yaml_files import read_yaml
 
 STEREO_NAMESPACE = "/stereo"
 LEFT_IMAGE_TOPIC = "/stereo/left/image_rect"
@@ -121,12 +121,7 @@ class CameraInfoData:
             ValueError: naming the file and the key, for a missing key or a matrix of the wrong size.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"camera_info YAML {path} does not exist")
-        try:
-            content = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ValueError(f"camera_info YAML {path} is not valid YAML: {error}") from error
+        content = read_yaml(path, "camera_info YAML")
         if not isinstance(content, dict):
             raise ValueError(f"camera_info YAML {path} must be a mapping with image_width, camera_matrix, ...")
 

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from stereo_depth_ros.yaml_files import read_yaml
 
 PACKAGE = "stereo_depth_ros"
 DEFAULT_NAMESPACE = "/stereo"
@@ -196,12 +196,7 @@ def read_params_file(path: str | Path) -> dict[str, dict]:
         ValueError: naming the file, for invalid YAML or an entry that has no ``ros__parameters`` mapping.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"parameters file {path} does not exist")
-    try:
-        content = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"parameters file {path} is not valid YAML: {error}") from error
+    content = read_yaml(path, "parameters file")
     if not isinstance(content, dict) or not content:
         raise ValueError(f"parameters file {path} must map node names to 'ros__parameters' (ROS 2 format)")
     entries: dict[str, dict] = {}
