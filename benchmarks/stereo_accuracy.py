@@ -23,7 +23,8 @@ from tqdm import tqdm
 from stereo_depth_ros.data.stereo_folder import black_border_mask, match_folders, path_in_list, read_image_bgr, \
     read_pair_list
 from stereo_depth_ros.evaluation.datasets import default_data_root, open_dataset
-from stereo_depth_ros.evaluation.metrics import disparity_valid_mask, photometric_error, stereo_metrics
+from stereo_depth_ros.evaluation.metrics import (disparity_valid_mask, photometric_error, scored_mask,
+                                                 stereo_metrics)
 from stereo_depth_ros.models.estimator import CoarseToFineEstimator
 from stereo_depth_ros.models.sgbm import SGBMEstimator
 
@@ -40,9 +41,7 @@ def gt_sets(network, sgbm, data_root: Path, names: list[str]) -> dict:
         for sample in tqdm(dataset, desc=name, file=sys.stderr):
             stages = network.estimate(sample.left_bgr, sample.right_bgr)
             sgbm_disparity = sgbm.estimate(sample.left_bgr, sample.right_bgr)[0]
-            common = np.isfinite(sgbm_disparity) & (sgbm_disparity > 0)  # SGBM has a value (metrics' convention)
-            if sample.valid is not None:
-                common &= sample.valid
+            common = scored_mask(sgbm_disparity, sample.gt_disparity, sample.valid)  # GT valid, SGBM has a value
             maps = [(f"stage {i}", d) for i, d in enumerate(stages)] + [("sgbm", sgbm_disparity)]
             for kind, mask in (("same", common), ("own", sample.valid)):
                 rows[kind].append({label: stereo_metrics(d, sample.gt_disparity, sample.focal_px, sample.baseline_m,

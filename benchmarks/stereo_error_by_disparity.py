@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stereo_depth_ros.evaluation.datasets import open_dataset
+from stereo_depth_ros.evaluation.metrics import scored_mask
 from stereo_depth_ros.models.estimator import CoarseToFineEstimator
 from stereo_depth_ros.models.sgbm import SGBMEstimator
 
@@ -67,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         sgbm_disparity = sgbm.estimate(sample.left_bgr, sample.right_bgr)[0]
         maps = estimate_at_scale(network, sample.left_bgr, sample.right_bgr, args.input_scale) + [sgbm_disparity]
         gt = sample.gt_disparity
-        common = np.isfinite(sgbm_disparity) & (sgbm_disparity > 0) & np.isfinite(gt) & (gt > 0)
-        if sample.valid is not None:
-            common &= sample.valid
+        common = scored_mask(sgbm_disparity, gt, sample.valid)  # GT valid and SGBM has a value
         which = np.digitize(gt, bins) - 1
         for b in range(len(bins) - 1):
             selected = common & (which == b)
