@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stereo_depth_ros.data.stereo_folder import (ScaredKeyframeDataset, StereoFolderDataset, augment_pair,
-                                                 black_border_mask)
+                                                 black_border_mask, random_crop)
 
 
 def _write_pair_folder(root: Path, names=("1.png", "2.png", "10.png"), size=(40, 60)) -> None:
@@ -43,6 +43,46 @@ def test_crop_larger_than_image_is_rejected(tmp_path):
     _write_pair_folder(tmp_path)
     with pytest.raises(ValueError, match="crop"):
         StereoFolderDataset(tmp_path, crop=(64, 64))[0]
+
+
+def _shifted_pair(disparity: int, size=(30, 120)):
+    """A random-texture pair whose true disparity is ``disparity`` px everywhere: left(x) = right(x - d)."""
+    rng = np.random.default_rng(1)
+    wide = rng.integers(0, 255, (size[0], size[1] + disparity, 3), dtype=np.uint8)
+    return wide[:, :size[1]].copy(), wide[:, disparity:].copy()
+
+
+def _crop_disparity(left: np.ndarray, right: np.ndarray, search: int = 40) -> int:
+    """The integer shift d with left(x) == right(x - d) in a crop (exact match over the overlap)."""
+    matches = [d for d in range(search) if np.array_equal(left[:, d:], right[:, :right.shape[1] - d])]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+@pytest.mark.parametrize("shift", [-7, 0, 5])
+def test_disparity_shift_adds_the_shift_to_every_disparity_of_the_crop(shift):
+    left, right = _shifted_pair(12)
+    valid = np.ones(left.shape[:2], bool)
+    assert _crop_disparity(left, right) == 12
+    for seed in range(5):
+        crop_left, crop_right, crop_valid = random_crop(left, right, valid, (20, 64), np.random.default_rng(seed),
+                                                        shift_range=(shift, shift))
+        assert crop_left.shape == crop_right.shape == (20, 64, 3) and crop_valid.shape == (20, 64)
+        assert _crop_disparity(crop_left, crop_right) == 12 + shift
+
+
+def test_disparity_shift_masks_pixels_invalid_in_either_window():
+    left, right = _shifted_pair(0, size=(10, 100))
+    valid = np.ones(left.shape[:2], bool)
+    valid[:, 40:50] = False  # an invalid band of the (combined) mask
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        crop_left, crop_right, crop_valid = random_crop(left, right, valid, (10, 50), rng, shift_range=(-20, -20))
+        x = int(np.flatnonzero(np.all(left == crop_left[:, :1], axis=(0, 2)))[0])  # where the left window starts
+        expected = valid[:, x:x + 50] & valid[:, x - 20:x + 30]
+        np.testing.assert_array_equal(crop_valid, expected)
+    with pytest.raises(ValueError, match="shift_range"):
+        random_crop(left, right, valid, (10, 50), np.random.default_rng(0), shift_range=(3, -3))
 
 
 def test_flip_swaps_and_mirrors_the_views():

@@ -48,7 +48,7 @@ def test_short_training_on_two_real_pairs_lowers_the_loss(two_real_pairs, tmp_pa
     untrained = tmp_path / "untrained.safetensors"
     train_stereo(_options(two_real_pairs, untrained, steps=1, lr=0.0))
     trained = tmp_path / "trained.safetensors"
-    card = train_stereo(_options(two_real_pairs, trained, steps=60, crop=(192, 256)))
+    card = train_stereo(_options(two_real_pairs, trained, steps=60, crop=(192, 256), disparity_shift=(-4, 2)))
     before, after = _loss_on_fixed_crops(untrained, two_real_pairs), _loss_on_fixed_crops(trained, two_real_pairs)
     assert after < 0.9 * before, f"loss {before:.4f} -> {after:.4f}"
     # Logs and model card beside the weights.
@@ -57,6 +57,7 @@ def test_short_training_on_two_real_pairs_lowers_the_loss(two_real_pairs, tmp_pa
     assert trained.with_name("trained.losses.png").stat().st_size > 5000
     written = json.loads(trained.with_suffix(".json").read_text())
     assert written["steps"] == 60 and written["ground_truth_used"] is False and card["final_losses"]["total"] > 0
+    assert written["disparity_shift"] == [-4, 2]
 
 
 def test_training_is_deterministic_and_resumes_exactly(two_real_pairs, tmp_path):
@@ -81,3 +82,6 @@ def test_train_stereo_command_rejects_bad_options(tmp_path, capsys):
     assert main(["train-stereo", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "w.safetensors"),
                  "--steps", "1"]) == 2
     assert "nothing" in capsys.readouterr().err
+    assert main(["train-stereo", "--data", str(tmp_path), "--out", str(tmp_path / "w.safetensors"),
+                 "--disparity-shift", "4", "-4"]) == 2
+    assert "shift_range" in capsys.readouterr().err

@@ -87,6 +87,8 @@ class StereoFolderDataset(Dataset):
         samples_per_epoch: length of the dataset (pairs are drawn cyclically), default the number of pairs.
         seed: seed of the augmentation random generator (per item: ``seed + index``), so a run is repeatable.
         scale_range: (min, max) zoom of the random crops (see :func:`random_crop`); (1, 1) = no zoom.
+        shift_range: (min, max) disparity shift of the random crops in pixels (see :func:`random_crop`); (0, 0) =
+            none.
         exclude: left-image paths (or path suffixes, e.g. ``bdis_invivo/6/images_rectified/left/201.png``) of pairs
             to leave out, such as held-out test pairs (see :func:`read_pair_list`).
 
@@ -95,12 +97,15 @@ class StereoFolderDataset(Dataset):
 
     Raises:
         FileNotFoundError: if a root has no pair layout, or a left image has no right partner.
-        ValueError: if a crop is larger than an image.
+        ValueError: if a crop is larger than an image, or ``shift_range`` has ``min > max``.
     """
 
     def __init__(self, roots: list[str | Path] | str | Path, crop: tuple[int, int] | None = None,
                  augment: bool = False, samples_per_epoch: int | None = None, seed: int = 0,
-                 scale_range: tuple[float, float] = (1.0, 1.0), exclude: list[str] | None = None) -> None:
+                 scale_range: tuple[float, float] = (1.0, 1.0), exclude: list[str] | None = None,
+                 shift_range: tuple[int, int] = (0, 0)) -> None:
+        if len(shift_range) != 2 or shift_range[0] > shift_range[1]:
+            raise ValueError(f"shift_range must be (low, high) pixels with low <= high, got {tuple(shift_range)}")
         if isinstance(roots, (str, Path)):
             roots = [roots]
         self.pairs: list[tuple[Path, Path]] = []
@@ -115,6 +120,7 @@ class StereoFolderDataset(Dataset):
         self.samples_per_epoch = samples_per_epoch or len(self.pairs)
         self.seed = seed
         self.scale_range = scale_range
+        self.shift_range = tuple(int(v) for v in shift_range)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def find_pairs(self, root: Path) -> list[tuple[Path, Path]]:
@@ -145,7 +151,8 @@ class StereoFolderDataset(Dataset):
         left, right, valid = self.load_pair(index)
         rng = np.random.default_rng(self.seed + item) if self.augment or self.crop else None
         if self.crop is not None:
-            left, right, valid = random_crop(left, right, valid, self.crop, rng, self.scale_range)
+            left, right, valid = random_crop(left, right, valid, self.crop, rng, self.scale_range,
+                                              self.shift_range)
         left = left[..., ::-1].astype(np.float32) / 255.0  # BGR -> RGB
         right = right[..., ::-1].astype(np.float32) / 255.0
         valid = valid.astype(np.float32)
@@ -219,18 +226,27 @@ def match_folders(left_dir: Path, right_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def random_crop(left: np.ndarray, right: np.ndarray, valid: np.ndarray, size: tuple[int, int],
-                rng: np.random.Generator, scale_range: tuple[float, float] = (1.0, 1.0)
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same random window of both views and the mask, resized to ``size`` = (height, width).
+                rng: np.random.Generator, scale_range: tuple[float, float] = (1.0, 1.0),
+                shift_range: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random window of both views and the mask, resized to ``size`` = (height, width).
 
     With a scale ``s`` drawn log-uniformly from ``scale_range``, a window of ``size / s`` pixels is cut and resized
     to ``size``: the pair is zoomed by ``s`` and so are its disparities, which teaches the network disparities
     beyond those of the training set (in-vivo pairs have 20-50 px). The window is the one with the most valid
     pixels among 4 candidates, so crops of frames with a large black border still hold tissue.
 
+    Disparity shift: with an integer ``t`` drawn uniformly from ``shift_range`` (pixels of the output crop), the
+    right view's window starts ``round(t / s)`` pixels to the right of the left view's, which adds ``t`` to every
+    disparity of the crop (``d' = x_left - x_right`` in window coordinates); a negative ``t`` shows the network
+    disparities below those of the training set (far, dark background). The shift is reduced where the image is
+    too narrow for both windows. The mask is that of both windows (a pixel counts only if valid in both).
+
     Raises:
-        ValueError: if the crop is larger than the images (at the smallest scale).
+        ValueError: if the crop is larger than the images (at the smallest scale), or ``shift_range`` is not
+            ``(low, high)`` with ``low <= high``.
     """
+    if len(shift_range) != 2 or shift_range[0] > shift_range[1]:
+        raise ValueError(f"shift_range must be (low, high) pixels with low <= high, got {shift_range}")
     h, w = left.shape[:2]
     ch, cw = size
     low, high = scale_range
@@ -239,15 +255,22 @@ def random_crop(left: np.ndarray, right: np.ndarray, valid: np.ndarray, size: tu
     wh, ww = min(h, int(round(ch / scale))), min(w, int(round(cw / scale)))
     if (ch > h or cw > w) and scale_range == (1.0, 1.0):
         raise ValueError(f"crop {ch}x{cw} is larger than the image {h}x{w}")
+    shift = 0
+    if shift_range != (0, 0):
+        shift = int(round(int(rng.integers(shift_range[0], shift_range[1] + 1)) * ww / cw))
+        shift = max(-(w - ww), min(w - ww, shift))  # both windows must fit in the image
+    low_x, high_x = max(0, -shift), w - ww - max(0, shift)  # left window x range so that x + shift fits too
     best = None
     for _ in range(4):
-        y, x = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
-        score = valid[y:y + wh, x:x + ww].sum()
+        y, x = int(rng.integers(0, h - wh + 1)), int(rng.integers(low_x, high_x + 1))
+        score = (valid[y:y + wh, x:x + ww] & valid[y:y + wh, x + shift:x + shift + ww]).sum()
         if best is None or score > best[0]:
             best = (score, y, x)
     _, y, x = best
-    window = (slice(y, y + wh), slice(x, x + ww))
-    left, right, valid = left[window], right[window], valid[window]
+    rows = slice(y, y + wh)
+    right = right[rows, x + shift:x + shift + ww]
+    valid = valid[rows, x:x + ww] & valid[rows, x + shift:x + shift + ww]
+    left = left[rows, x:x + ww]
     if (wh, ww) != (ch, cw):
         left = cv2.resize(left, (cw, ch), interpolation=cv2.INTER_LINEAR)
         right = cv2.resize(right, (cw, ch), interpolation=cv2.INTER_LINEAR)

@@ -20,6 +20,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="random crop in pixels (default 256 320)")
     parser.add_argument("--scale-range", type=float, nargs=2, default=(0.8, 3.0), metavar=("MIN", "MAX"),
                         help="random zoom of the crops; disparities scale with it (default 0.8 3.0)")
+    parser.add_argument("--disparity-shift", type=int, nargs=2, default=(0, 0), metavar=("MIN", "MAX"),
+                        help="random shift added to the crops' disparities in pixels, by offsetting the right "
+                             "view's window; negative values teach small disparities (default 0 0: none)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3, cosine decay)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--resume", metavar="CKPT", help="resume from a checkpoint (<out>.ckpt.safetensors)")
@@ -46,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--steps and --batch-size must be positive")
     options = TrainStereoOptions(
         data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop), scale_range=tuple(args.scale_range),
+        disparity_shift=tuple(args.disparity_shift),
         lr=args.lr, seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every,
         max_disparity=args.max_disparity, smoothness_weight=args.smoothness_weight,
         left_right_weight=args.left_right_weight, device=args.device, threads=args.threads,

@@ -35,6 +35,8 @@ class TrainStereoOptions:
         out: output weights ``.safetensors``; the CSV, PNG, checkpoint and model card go beside it.
         steps: optimiser steps. batch_size: pairs per step. crop: (height, width) random crop.
         scale_range: random zoom of the crops (disparities scale with it), see ``data.stereo_folder.random_crop``.
+        disparity_shift: (min, max) pixels added to the crops' disparities by offsetting the right view's window
+            (see ``data.stereo_folder.random_crop``); (0, 0) = none.
         lr: Adam learning rate (cosine decay to 1 % of it). seed: random seed.
         resume: checkpoint to resume from (``<out>.ckpt.safetensors``), or None.
         checkpoint_every: steps between checkpoints. max_disparity: search range in pixels.
@@ -53,6 +55,7 @@ class TrainStereoOptions:
     batch_size: int = 4
     crop: tuple[int, int] = (256, 320)
     scale_range: tuple[float, float] = (0.8, 3.0)
+    disparity_shift: tuple[int, int] = (0, 0)
     lr: float = 1e-3
     seed: int = 0
     resume: str | None = None
@@ -137,6 +140,7 @@ def train_stereo(options: TrainStereoOptions) -> dict:
     dataset = ScaredKeyframeDataset(options.data, crop=tuple(options.crop), augment=True,
                                     samples_per_epoch=options.steps * options.batch_size, seed=options.seed,
                                     scale_range=tuple(options.scale_range),
+                                    shift_range=tuple(options.disparity_shift),
                                     exclude=read_pair_list(options.exclude) if options.exclude else None)
     model = CoarseToFineStereoNet(max_disparity=options.max_disparity)
     if options.init:
@@ -237,6 +241,7 @@ def model_card(options: TrainStereoOptions, history: list[dict], device: torch.d
         "batch_size": options.batch_size,
         "crop": list(options.crop),
         "scale_range": list(options.scale_range),
+        "disparity_shift": list(options.disparity_shift),
         "seed": options.seed,
         "options": options_dict,
         "wall_time_s": history[-1]["seconds"] if history else 0.0,
