@@ -246,7 +246,7 @@ def test_eval_photometric_compares_stages_with_sgbm_on_common_pixels(run_cli, tm
 
 def test_benchmark_json_rows(run_cli):
     code, out, err = run_cli("benchmark-stereo", "--height", "64", "--width", "96", "--repeats", "1", "--json",
-                             "--backend", "torch", "--in-process", "--sgbm-disparities", "32")
+                             "--backend", "torch", "--in-process", "--sgbm-disparities", "32", "--paired")
     assert code == 0, err
     rows = json.loads(out)["rows"]
     assert [(r["method"], r["stage"]) for r in rows] == [("sgbm", None)] + [("coarse-to-fine", s) for s in range(4)]
@@ -254,6 +254,42 @@ def test_benchmark_json_rows(run_cli):
         assert {"method", "stage", "height", "width", "median_ms", "peak_mb"} <= set(row)
         assert (row["height"], row["width"]) == (64, 96) and row["median_ms"] > 0
     assert rows[1]["backend"] == "torch"
+    # --paired: network rows also carry the ratio to SGBM timed in alternating rounds; the SGBM row does not.
+    assert "paired_ratio" not in rows[0]
+    for row in rows[1:]:
+        assert row["paired_median_ms"] > 0 and row["paired_sgbm_median_ms"] > 0 and row["paired_ratio"] > 0
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios(monkeypatch):
+    from stereo_depth_ros.evaluation import benchmark
+
+    clock = iter(range(0, 10_000, 1))  # perf_counter is replaced by a counter: each call's duration is scripted
+    durations = iter([3.0, 1.0, 1.0, 4.0, 6.0, 2.0])  # round 0: net 3, sgbm 1; round 1: sgbm 1, net 4; ...
+    now = [0.0]
+
+    def fake_counter():
+        next(clock)
+        return now[0]
+
+    def advance():
+        now[0] += next(durations) / 1000.0
+
+    class FakeSGBM:
+        def __init__(self, num_disparities):
+            self.warm = False
+
+        def estimate(self, left, right):
+            if not self.warm:
+                self.warm = True
+                return
+            advance()
+
+    monkeypatch.setattr(benchmark.time, "perf_counter", fake_counter)
+    monkeypatch.setattr("stereo_depth_ros.models.sgbm.SGBMEstimator", FakeSGBM)
+    result = benchmark.paired_with_sgbm(advance, None, None, repeats=3, num_disparities=16)
+    # rounds: (net 3, sgbm 1) -> 3; (sgbm 1, net 4) -> 4; (net 6, sgbm 2) -> 3: median 3
+    assert result["paired_ratio"] == pytest.approx(3.0)
+    assert result["paired_median_ms"] == pytest.approx(4.0) and result["paired_sgbm_median_ms"] == pytest.approx(1.0)
 
 
 def test_benchmark_in_a_separate_process_and_bad_sizes(run_cli):

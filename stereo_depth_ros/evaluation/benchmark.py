@@ -13,6 +13,11 @@ Method (also in docs/evaluation.md):
   session and its buffers, and the largest working memory of a call. Where ``clear_refs`` cannot be written, a
   thread samples ``VmRSS`` every millisecond instead; without ``/proc`` (not Linux) ``peak_mb`` is None.
 - Memory (CUDA network rows): ``torch.cuda.max_memory_allocated`` during the timed calls, in MiB.
+- Paired ratio (``paired=True``, network rows): after the timed calls, the same process builds SGBM too and times
+  ``repeats`` rounds of one network call and one SGBM call (alternating which goes first); ``paired_ratio`` is
+  the median over rounds of network time / SGBM time. Each round's two calls meet the same state of the machine,
+  so slow phases of a shared machine (we saw whole runs of the network 40 % slower, docs/benchmarks.md) move both
+  and the ratio stays put, where the ratio of two medians taken seconds apart in different processes does not.
 """
 
 from __future__ import annotations
@@ -176,10 +181,51 @@ def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
         peak_mb, memory_method = torch.cuda.max_memory_allocated() / 2 ** 20, "torch.cuda.max_memory_allocated"
     else:
         peak_mb, memory_method = memory.peak_mb, memory.method
-    return {"method": estimator.name, "stage": stage, "backend": getattr(estimator, "backend", None),
-            "device": str(getattr(estimator, "device", "cpu")), "height": int(left_bgr.shape[0]),
-            "width": int(left_bgr.shape[1]), "median_ms": float(statistics.median(times)), "peak_mb": peak_mb,
-            "repeats": len(times), "memory_method": memory_method}
+    row = {"method": estimator.name, "stage": stage, "backend": getattr(estimator, "backend", None),
+           "device": str(getattr(estimator, "device", "cpu")), "height": int(left_bgr.shape[0]),
+           "width": int(left_bgr.shape[1]), "median_ms": float(statistics.median(times)), "peak_mb": peak_mb,
+           "repeats": len(times), "memory_method": memory_method}
+    if spec.get("paired") and spec["method"] != "sgbm":
+        row.update(paired_with_sgbm(call, left_bgr, right_bgr, int(spec["repeats"]),
+                                    int(spec.get("num_disparities", 192)), cuda))
+    return row
+
+
+def paired_with_sgbm(call, left_bgr: np.ndarray, right_bgr: np.ndarray, repeats: int, num_disparities: int,
+                     cuda: bool = False) -> dict:
+    """Time ``call`` and SGBM in alternating rounds (see the module docstring, "Paired ratio").
+
+    Returns:
+        ``{"paired_median_ms", "paired_sgbm_median_ms", "paired_ratio"}``: the medians of both methods over the
+        rounds and the median over rounds of (time of ``call``) / (time of SGBM).
+    """
+    from stereo_depth_ros.models.sgbm import SGBMEstimator
+
+    sgbm = SGBMEstimator(num_disparities=num_disparities)
+    sgbm.estimate(left_bgr, right_bgr)  # warm-up
+
+    def timed(function) -> float:
+        if cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        function()
+        if cuda:
+            torch.cuda.synchronize()
+        return 1000.0 * (time.perf_counter() - start)
+
+    network_ms, sgbm_ms = [], []
+    for index in range(repeats):
+        if index % 2:
+            sgbm_ms.append(timed(lambda: sgbm.estimate(left_bgr, right_bgr)))
+            network_ms.append(timed(call))
+        else:
+            network_ms.append(timed(call))
+            sgbm_ms.append(timed(lambda: sgbm.estimate(left_bgr, right_bgr)))
+    return {"paired_median_ms": float(statistics.median(network_ms)),
+            "paired_sgbm_median_ms": float(statistics.median(sgbm_ms)),
+            "paired_ratio": float(statistics.median(n / g for n, g in zip(network_ms, sgbm_ms)))}
 
 
 def _measure_isolated(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
@@ -206,7 +252,8 @@ def _measure_isolated(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -
 def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = "auto", device: str = "auto",
                      weights: str | Path | None = None, stages: tuple[int, ...] = (0, 1, 2, 3),
                      include_sgbm: bool = True, isolate: bool = True, warmup: int = 1, progress: bool = True,
-                     sgbm_disparities: int = 192, max_disparity: int | None = None) -> list[dict]:
+                     sgbm_disparities: int = 192, max_disparity: int | None = None, paired: bool = False
+                     ) -> list[dict]:
     """Benchmark SGBM (192 disparities, 3-way) and the network up to each stage on one input.
 
     Args:
@@ -220,10 +267,13 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
         warmup: untimed calls before timing (>= 1).
         sgbm_disparities: SGBM search range in pixels (192 by default; the width must exceed it).
         max_disparity: the network's search range in pixels; None = the same as SGBM's, so both search alike.
+        paired: also time each network row against SGBM in alternating rounds (``paired_ratio``, see the module
+            docstring).
 
     Returns:
         rows ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb", "repeats",
-        "memory_method"}``, SGBM first (stage None, backend None).
+        "memory_method"}``, SGBM first (stage None, backend None); with ``paired`` the network rows also have
+        ``"paired_median_ms", "paired_sgbm_median_ms", "paired_ratio"``.
 
     Raises:
         ValueError: for a bad size, repeat count, back-end or stage.
@@ -245,7 +295,8 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
     specs = [{"method": "sgbm", "stage": None, "num_disparities": sgbm_disparities}] if include_sgbm else []
     specs += [{"method": "coarse-to-fine", "stage": s, "backend": b, "device": device,
                "weights": None if weights is None else str(weights),
-               "max_disparity": int(max_disparity or sgbm_disparities)} for b in backends for s in stages]
+               "max_disparity": int(max_disparity or sgbm_disparities), "paired": bool(paired),
+               "num_disparities": sgbm_disparities} for b in backends for s in stages]
     rows = []
     for spec in tqdm(specs, desc="benchmark", unit="row", disable=not progress, file=sys.stderr):
         spec = dict(spec, repeats=repeats, warmup=warmup)

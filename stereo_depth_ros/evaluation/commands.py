@@ -80,6 +80,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="network search range in px (default: the same as --sgbm-disparities)")
     bench.add_argument("--in-process", action="store_true",
                        help="measure every row in this process (faster; peak memory then less meaningful)")
+    bench.add_argument("--paired", action="store_true",
+                       help="also time each network row against SGBM in alternating rounds in one process and "
+                            "report the median ratio (robust to a machine whose speed drifts)")
     bench.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     bench.set_defaults(run=_run_benchmark)
 
@@ -332,13 +335,20 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     with _stdout_to_stderr():
         rows = benchmark_stereo(args.height, args.width, repeats=args.repeats, backend=args.backend,
                                 device=args.device, weights=args.weights, isolate=not args.in_process,
-                                sgbm_disparities=args.sgbm_disparities, max_disparity=args.max_disparity)
+                                sgbm_disparities=args.sgbm_disparities, max_disparity=args.max_disparity,
+                                paired=args.paired)
     if args.json:
         _print_json({"rows": rows})
     else:
-        print(markdown_table(rows, ("method", "stage", "backend", "device", "height", "width", "median_ms",
-                                    "peak_mb"),
-                             {"median_ms": "median ms", "peak_mb": "peak MiB"}))
+        columns = ("method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb")
+        if args.paired:
+            columns += ("paired_median_ms", "paired_sgbm_median_ms", "paired_ratio")
+        print(markdown_table(rows, columns, {"median_ms": "median ms", "peak_mb": "peak MiB",
+                                             "paired_median_ms": "paired: ms", "paired_sgbm_median_ms":
+                                             "paired: SGBM ms", "paired_ratio": "paired: x SGBM"}))
         print(f"\nmedian of {args.repeats} calls after a warm-up; peak MiB = peak resident memory above the "
               f"process's size before the method was built ({rows[-1].get('memory_method')})")
+        if args.paired:
+            print(f"paired: {args.repeats} rounds of one network call and one SGBM call in the same process; "
+                  f"x SGBM = median over rounds of network time / SGBM time")
     return 0

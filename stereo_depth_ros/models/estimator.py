@@ -104,7 +104,7 @@ class CoarseToFineEstimator:
         if self.backend == "onnx":
             session = self._session(left.shape[-2], left.shape[-1], stage)
             outputs = session.run(None, {"left": left.numpy(), "right": right.numpy()})
-            return [o[0, 0].astype(np.float32) for o in outputs]
+            return [np.asarray(o[0, 0], dtype=np.float32) for o in outputs]  # no copy: fresh arrays per call
         dtype = torch.float16 if self.half else torch.float32
         with torch.inference_mode():
             outputs = self.model(left.to(self.device, dtype), right.to(self.device, dtype), stage)
