@@ -9,8 +9,8 @@ import torch
 
 from stereo_depth_ros.data.stereo_folder import StereoFolderDataset
 from stereo_depth_ros.losses import PhotometricLossConfig, self_supervised_stereo_loss
-from stereo_depth_ros.models.coarse_to_fine import load_weights
-from stereo_depth_ros.training.stereo_trainer import TrainStereoOptions, train_stereo
+from stereo_depth_ros.models.coarse_to_fine import CoarseToFineStereoNet, load_weights, save_weights
+from stereo_depth_ros.training.stereo_trainer import TrainStereoOptions, average_weights, train_stereo
 
 
 @pytest.fixture()
@@ -62,8 +62,14 @@ def test_short_training_on_two_real_pairs_lowers_the_loss(two_real_pairs, tmp_pa
 
 def test_training_is_deterministic_and_resumes_exactly(two_real_pairs, tmp_path):
     first, second, resumed = (tmp_path / f"{n}.safetensors" for n in ("a", "b", "c"))
-    train_stereo(_options(two_real_pairs, first, steps=4))
+    train_stereo(_options(two_real_pairs, first, steps=4, keep_weights=True))
     train_stereo(_options(two_real_pairs, second, steps=4))
+    # keep_weights writes the weights of every checkpoint (every 2 steps here); the last one is the run's weights.
+    assert sorted(p.name for p in tmp_path.glob("a.step*.safetensors")) == ["a.step000002.safetensors",
+                                                                           "a.step000004.safetensors"]
+    assert not list(tmp_path.glob("b.step*"))
+    for key, value in load_weights(tmp_path / "a.step000004.safetensors").state_dict().items():
+        torch.testing.assert_close(value, load_weights(first).state_dict()[key])
     train_stereo(_options(two_real_pairs, resumed, steps=4, stop_at=2))
     # Resume the run stopped after 2 of 4 steps from its checkpoint.
     train_stereo(_options(two_real_pairs, resumed, steps=4,
@@ -85,3 +91,38 @@ def test_train_stereo_command_rejects_bad_options(tmp_path, capsys):
     assert main(["train-stereo", "--data", str(tmp_path), "--out", str(tmp_path / "w.safetensors"),
                  "--disparity-shift", "4", "-4"]) == 2
     assert "shift_range" in capsys.readouterr().err
+
+
+def test_average_weights_is_the_mean_of_every_float_tensor(tmp_path, capsys):
+    from stereo_depth_ros.cli import main
+
+    paths = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = CoarseToFineStereoNet(max_disparity=32)
+        for module in model.modules():  # distinct batch-norm statistics and counters per file
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.num_batches_tracked.fill_(10 * (seed + 1))
+        paths.append(tmp_path / f"w{seed}.safetensors")
+        save_weights(model, paths[-1])
+    assert main(["average-weights", *map(str, paths), "--out", str(tmp_path / "mean.safetensors")]) == 0, \
+        capsys.readouterr().err
+    states = [load_weights(p).state_dict() for p in paths]
+    averaged = load_weights(tmp_path / "mean.safetensors").state_dict()
+    for key, value in averaged.items():
+        if value.dtype.is_floating_point:
+            torch.testing.assert_close(value, sum(s[key] for s in states) / 3, atol=1e-6, rtol=1e-5)
+        else:
+            assert torch.equal(value, states[-1][key])
+    assert not torch.equal(averaged["features.down1.0.weight"], states[0]["features.down1.0.weight"])
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "mean.safetensors"), framework="pt") as handle:
+        assert json.loads(handle.metadata()["averaged_from"]) == [p.name for p in paths]
+    # Another configuration cannot be averaged in; no file is no average.
+    save_weights(CoarseToFineStereoNet(max_disparity=32, refine_channels=8), tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="configuration"):
+        average_weights([paths[0], tmp_path / "other.safetensors"], tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="at least one"):
+        average_weights([], tmp_path / "bad.safetensors")

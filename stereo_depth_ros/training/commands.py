@@ -39,7 +39,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="stop after this step with a checkpoint; --resume continues (same --steps)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = PyTorch default)")
+    parser.add_argument("--keep-weights", action="store_true",
+                        help="at every checkpoint also write the weights as <out>.step<N>.safetensors "
+                             "(for average-weights)")
     parser.set_defaults(run=_run)
+
+    average = sub.add_parser("average-weights", help="average the weights of several checkpoints of one run",
+                             description="Uniform checkpoint averaging: the mean of every weight and batch-norm "
+                                         "statistic over the files (same architecture and configuration).")
+    average.add_argument("weights", nargs="+", metavar="WEIGHTS", help="safetensors files to average")
+    average.add_argument("--out", required=True, metavar="PATH.safetensors", help="output weights")
+    average.set_defaults(run=_run_average)
+
+
+def _run_average(args: argparse.Namespace) -> int:
+    from stereo_depth_ros.training.stereo_trainer import average_weights
+
+    average_weights(args.weights, args.out)
+    print(json.dumps({"weights": args.out, "averaged_from": args.weights}, indent=2))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -53,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         lr=args.lr, seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every,
         max_disparity=args.max_disparity, smoothness_weight=args.smoothness_weight,
         left_right_weight=args.left_right_weight, device=args.device, threads=args.threads,
-        stop_at=args.stop_at, exclude=args.exclude, init=args.init)
+        stop_at=args.stop_at, exclude=args.exclude, init=args.init, keep_weights=args.keep_weights)
     card = train_stereo(options)
     print(json.dumps({"weights": args.out, "wall_time_s": card["wall_time_s"], "final_losses": card["final_losses"]},
                      indent=2))

@@ -47,6 +47,8 @@ class TrainStereoOptions:
         exclude: pair list file (see ``data.stereo_folder.read_pair_list``) of held-out pairs never trained on.
         stop_at: stop after this step with a checkpoint (the schedule still spans ``steps``), to split a long
             run into sessions that ``resume`` continues; None runs to ``steps``.
+        keep_weights: at every checkpoint also write the weights alone as ``<out stem>.step<N>.safetensors``
+            (for :func:`average_weights`).
     """
 
     data: list[str]
@@ -69,6 +71,7 @@ class TrainStereoOptions:
     exclude: str | None = None
     init: str | None = None
     progress: bool = True
+    keep_weights: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -181,12 +184,51 @@ def train_stereo(options: TrainStereoOptions) -> dict:
         if (step + 1) % options.checkpoint_every == 0 or step + 1 == last_step:
             save_checkpoint(_checkpoint_path(out), model, optimizer, step + 1, history)
             write_loss_log(history, out)
+            if options.keep_weights:
+                save_weights(model, out.with_name(f"{out.stem}.step{step + 1:06d}.safetensors"),
+                             {"training": {"step": step + 1, "of_run": out.name}})
     model.eval()
     card = model_card(options, history, device, len(dataset.pairs))
     save_weights(model, out, {"training": {k: card[k] for k in ("data", "steps", "crop", "seed")}})
     write_loss_log(history, out)
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def average_weights(paths: list[str | Path], out: str | Path) -> CoarseToFineStereoNet:
+    """Average the weights of several checkpoints of one network (uniform checkpoint averaging, as in SWA).
+
+    Every floating-point tensor (weights, biases, batch-norm statistics) becomes the mean over the files; integer
+    tensors (batch-norm step counters) are taken from the last file. Averaging the checkpoints of the second half
+    of a run smooths the checkpoint-to-checkpoint wander of a self-supervised run (docs/stereo.md measured
+    +-0.2 px EPE between checkpoints 250 steps apart).
+
+    Args:
+        paths: safetensors files written by :func:`save_weights` for the same architecture and configuration.
+        out: output safetensors file; its metadata lists the sources under ``averaged_from``.
+
+    Returns:
+        the averaged network (eval mode, CPU).
+
+    Raises:
+        ValueError: for no paths, or files whose configurations differ (other than ``max_disparity``).
+        WeightsError: for a missing or unreadable file (see :func:`load_weights`).
+    """
+    if not paths:
+        raise ValueError("average_weights needs at least one weights file")
+    models = [load_weights(path) for path in paths]
+    reference = dict(models[0].config, max_disparity=None)
+    for path, model in zip(paths, models):
+        if dict(model.config, max_disparity=None) != reference:
+            raise ValueError(f"{path} has the configuration {model.config}, unlike {paths[0]}: {models[0].config}")
+    states = [model.state_dict() for model in models]
+    averaged = {key: (torch.stack([state[key].double() for state in states]).mean(0).to(value.dtype)
+                      if value.dtype.is_floating_point else states[-1][key])
+                for key, value in states[0].items()}
+    result = models[-1]
+    result.load_state_dict(averaged)
+    save_weights(result, out, {"averaged_from": [str(Path(path).name) for path in paths]})
+    return result
 
 
 def write_loss_log(history: list[dict], out: Path) -> None:
