@@ -316,18 +316,15 @@ class CoarseToFineStereoNet(nn.Module):
                              f"{tuple(right.shape)}")
         h, w = left.shape[-2:]
         pad_h, pad_w = (-h) % 16, (-w) % 16
+        images = torch.cat((left, right), 0)
         if pad_h or pad_w:
-            left = F.pad(left, (0, pad_w, 0, pad_h), mode="replicate")
-            right = F.pad(right, (0, pad_w, 0, pad_h), mode="replicate")
-        finest = STAGE_SCALES[min(max_stage, 2)]
-        if self.training:  # one batch, so batch normalisation sees both views' statistics together
-            batch = left.shape[0]
-            both = self.features(torch.cat((left, right), 0), finest=finest)
-            left_features, right_features = [f[:batch] for f in both], [f[batch:] for f in both]
-        else:  # the same result without a concatenated copy of both full-resolution images
-            left_features, right_features = self.features(left, finest), self.features(right, finest)
+            images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
+        both = self.features(images, finest=STAGE_SCALES[min(max_stage, 2)])
+        batch = left.shape[0]
+        left_features = [f[:batch] for f in both]
+        right_features = [f[batch:] for f in both]
 
-        full_size = left.shape[-2:]
+        full_size = images.shape[-2:]
         outputs = []
         # Stage 0: full-range cost volume at 1/16.
         volume = build_full_cost_volume(left_features[0], right_features[0], self.coarse_disparities, self.groups)
@@ -352,9 +349,8 @@ class CoarseToFineStereoNet(nn.Module):
         # Stage 3: guided refinement at 1/2.
         size2 = (full_size[0] // 2, full_size[1] // 2)
         disparity = 2.0 * F.interpolate(disparity, size=size2, mode="bilinear", align_corners=False)
-        left2 = normalize_image(F.avg_pool2d(left, 2))  # normalisation commutes with the average
-        right2 = normalize_image(F.avg_pool2d(right, 2))
-        disparity = F.relu(self.refinement(disparity, left2, right2))
+        images2 = normalize_image(F.avg_pool2d(images, 2))  # normalisation commutes with the average
+        disparity = F.relu(self.refinement(disparity, images2[:batch], images2[batch:]))
         outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[3], full_size, h, w))
         return outputs
 
