@@ -127,6 +127,27 @@ def test_packaged_weights_load_and_are_small():
     assert isinstance(load_weights(path), CoarseToFineStereoNet)
 
 
+def test_model_card_describes_the_packaged_weights():
+    import json
+
+    from safetensors import safe_open
+
+    from stereo_depth_ros.models.coarse_to_fine import ARCHITECTURE
+
+    path = default_weights_path()
+    card = json.loads(path.with_suffix(".json").read_text())
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert card["architecture"] == metadata["architecture"] == ARCHITECTURE and card["file"] == path.name
+    assert card["ground_truth_used"] is False
+    # The card names the checkpoints the file says it averages, and its totals add up over its runs.
+    for name in json.loads(metadata["averaged_from"]):
+        assert name.split(".")[1].removeprefix("step").lstrip("0") in card["shipped_weights"]
+    assert card["steps_total"] == sum(run["steps"] for run in card["training_runs"])
+    same = card["evaluation"]["bdis_synthetic_78_pairs_same_pixels_as_sgbm"]
+    assert set(same) == {"stage 0", "stage 1", "stage 2", "stage 3", "sgbm"}
+
+
 def test_estimator_backends_agree_on_a_real_pair(motorcycle_small):
     left, right, _ = motorcycle_small
     torch_backend = CoarseToFineEstimator(backend="torch", device="cpu")
