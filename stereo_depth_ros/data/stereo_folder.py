@@ -104,8 +104,7 @@ class StereoFolderDataset(Dataset):
                  augment: bool = False, samples_per_epoch: int | None = None, seed: int = 0,
                  scale_range: tuple[float, float] = (1.0, 1.0), exclude: list[str] | None = None,
                  shift_range: tuple[int, int] = (0, 0)) -> None:
-        if len(shift_range) != 2 or shift_range[0] > shift_range[1]:
-            raise ValueError(f"shift_range must be (low, high) pixels with low <= high, got {tuple(shift_range)}")
+        shift_range = check_shift_range(shift_range)  # before any file is read
         if isinstance(roots, (str, Path)):
             roots = [roots]
         self.pairs: list[tuple[Path, Path]] = []
@@ -120,7 +119,7 @@ class StereoFolderDataset(Dataset):
         self.samples_per_epoch = samples_per_epoch or len(self.pairs)
         self.seed = seed
         self.scale_range = scale_range
-        self.shift_range = tuple(int(v) for v in shift_range)
+        self.shift_range = shift_range
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def find_pairs(self, root: Path) -> list[tuple[Path, Path]]:
@@ -225,6 +224,17 @@ def match_folders(left_dir: Path, right_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def check_shift_range(shift_range) -> tuple[int, int]:
+    """``shift_range`` as ``(low, high)`` integer pixels, for :func:`random_crop`.
+
+    Raises:
+        ValueError: unless it is two numbers with ``low <= high``.
+    """
+    if len(shift_range) != 2 or shift_range[0] > shift_range[1]:
+        raise ValueError(f"shift_range must be (low, high) pixels with low <= high, got {tuple(shift_range)}")
+    return int(shift_range[0]), int(shift_range[1])
+
+
 def random_crop(left: np.ndarray, right: np.ndarray, valid: np.ndarray, size: tuple[int, int],
                 rng: np.random.Generator, scale_range: tuple[float, float] = (1.0, 1.0),
                 shift_range: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -245,8 +255,7 @@ def random_crop(left: np.ndarray, right: np.ndarray, valid: np.ndarray, size: tu
         ValueError: if the crop is larger than the images (at the smallest scale), or ``shift_range`` is not
             ``(low, high)`` with ``low <= high``.
     """
-    if len(shift_range) != 2 or shift_range[0] > shift_range[1]:
-        raise ValueError(f"shift_range must be (low, high) pixels with low <= high, got {shift_range}")
+    shift_range = check_shift_range(shift_range)
     h, w = left.shape[:2]
     ch, cw = size
     low, high = scale_range
