@@ -172,9 +172,7 @@ def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
         torch.cuda.reset_peak_memory_stats()
     with PeakRss(baseline) as memory:
         for _ in range(int(spec["repeats"])):
-            start = time.perf_counter()
-            call()
-            times.append(1000.0 * (time.perf_counter() - start))
+            times.append(elapsed_ms(call))
     if cuda:
         import torch
 
@@ -187,12 +185,22 @@ def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
            "repeats": len(times), "memory_method": memory_method}
     if spec.get("paired") and spec["method"] != "sgbm":
         row.update(paired_with_sgbm(call, left_bgr, right_bgr, int(spec["repeats"]),
-                                    int(spec.get("num_disparities", 192)), cuda))
+                                    int(spec.get("num_disparities", 192))))
     return row
 
 
-def paired_with_sgbm(call, left_bgr: np.ndarray, right_bgr: np.ndarray, repeats: int, num_disparities: int,
-                     cuda: bool = False) -> dict:
+def elapsed_ms(function) -> float:
+    """Wall time of one ``function()`` call in milliseconds (``time.perf_counter``).
+
+    Estimators return NumPy arrays, so a CUDA call has finished (copied back to the host) when it returns.
+    """
+    start = time.perf_counter()
+    function()
+    return 1000.0 * (time.perf_counter() - start)
+
+
+def paired_with_sgbm(call, left_bgr: np.ndarray, right_bgr: np.ndarray, repeats: int, num_disparities: int
+                     ) -> dict:
     """Time ``call`` and SGBM in alternating rounds (see the module docstring, "Paired ratio").
 
     Returns:
@@ -204,25 +212,17 @@ def paired_with_sgbm(call, left_bgr: np.ndarray, right_bgr: np.ndarray, repeats:
     sgbm = SGBMEstimator(num_disparities=num_disparities)
     sgbm.estimate(left_bgr, right_bgr)  # warm-up
 
-    def timed(function) -> float:
-        if cuda:
-            import torch
-
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        function()
-        if cuda:
-            torch.cuda.synchronize()
-        return 1000.0 * (time.perf_counter() - start)
+    def call_sgbm():
+        return sgbm.estimate(left_bgr, right_bgr)
 
     network_ms, sgbm_ms = [], []
     for index in range(repeats):
         if index % 2:
-            sgbm_ms.append(timed(lambda: sgbm.estimate(left_bgr, right_bgr)))
-            network_ms.append(timed(call))
+            sgbm_ms.append(elapsed_ms(call_sgbm))
+            network_ms.append(elapsed_ms(call))
         else:
-            network_ms.append(timed(call))
-            sgbm_ms.append(timed(lambda: sgbm.estimate(left_bgr, right_bgr)))
+            network_ms.append(elapsed_ms(call))
+            sgbm_ms.append(elapsed_ms(call_sgbm))
     return {"paired_median_ms": float(statistics.median(network_ms)),
             "paired_sgbm_median_ms": float(statistics.median(sgbm_ms)),
             "paired_ratio": float(statistics.median(n / g for n, g in zip(network_ms, sgbm_ms)))}
