@@ -23,8 +23,7 @@ from tqdm import tqdm
 from stereo_depth_ros.data.stereo_folder import black_border_mask, match_folders, path_in_list, read_image_bgr, \
     read_pair_list
 from stereo_depth_ros.evaluation.datasets import default_data_root, open_dataset
-from stereo_depth_ros.evaluation.metrics import (disparity_valid_mask, photometric_error, scored_mask,
-                                                 stereo_metrics)
+from stereo_depth_ros.evaluation.metrics import masked_mean, photometric_error_image, scored_mask, stereo_metrics
 from stereo_depth_ros.models.estimator import CoarseToFineEstimator
 from stereo_depth_ros.models.sgbm import SGBMEstimator
 
@@ -64,13 +63,12 @@ def photometric_held_out(network, sgbm, data_root: Path, pair_list: Path) -> dic
     for left_path, right_path in tqdm(pairs, desc="held-out in-vivo", file=sys.stderr):
         left, right = read_image_bgr(left_path), read_image_bgr(right_path)
         active = black_border_mask(left) & black_border_mask(right)
-        stages = network.estimate(left, right)
-        sgbm_disparity = sgbm.estimate(left, right)[0]
-        common = active & disparity_valid_mask(sgbm_disparity)
-        for disparity in stages:
-            common &= disparity_valid_mask(disparity)
-        row = {f"stage {i}": photometric_error(left, right, d, common) for i, d in enumerate(stages)}
-        row["sgbm"] = photometric_error(left, right, sgbm_disparity, common)
+        labels = [f"stage {i}" for i in range(network.num_stages)] + ["sgbm"]
+        maps = network.estimate(left, right) + sgbm.estimate(left, right)
+        # per-pixel errors, NaN where a map has no usable disparity (metrics.disparity_valid_mask)
+        errors = [photometric_error_image(left, right, disparity) for disparity in maps]
+        common = active & np.logical_and.reduce([np.isfinite(error) for error in errors])
+        row = {label: masked_mean(error, common) for label, error in zip(labels, errors)}
         row["common_pct"] = 100.0 * common.sum() / active.sum()
         per_pair.append(row)
     return {"pairs": len(per_pair), "mean": {k: _mean([r[k] for r in per_pair]) for k in per_pair[0]},
