@@ -23,6 +23,7 @@ from tqdm import tqdm
 from stereo_depth_ros.data.stereo_folder import black_border_mask, match_folders, path_in_list, read_image_bgr, \
     read_pair_list
 from stereo_depth_ros.evaluation.datasets import default_data_root, open_dataset
+from stereo_depth_ros.evaluation.commands import input_scale_argument
 from stereo_depth_ros.evaluation.metrics import masked_mean, photometric_error_image, scored_mask, stereo_metrics
 from stereo_depth_ros.models.estimator import CoarseToFineEstimator
 from stereo_depth_ros.models.sgbm import SGBMEstimator
@@ -82,7 +83,8 @@ def _mean(values) -> float | None:
 
 def markdown(report: dict) -> str:
     """Markdown tables of :func:`gt_sets` and :func:`photometric_held_out` results."""
-    lines = []
+    lines = [f"Network input scale: {report.get('network_input_scale', 'auto')}; search range "
+             f"{report.get('network_max_disparity')} px; SGBM {report.get('sgbm_disparities')} disparities.", ""]
     for name, result in report.get("gt", {}).items():
         for kind, title in (("same", "on pixels where SGBM has a value (the comparison the goal asks for)"),
                             ("own", "each method on its own pixels (as eval-dataset)")):
@@ -113,14 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair-list", type=Path, default=REPO / "config/splits/bdis_invivo_test.txt",
                         help="held-out real pairs for the photometric comparison")
     parser.add_argument("--sgbm-disparities", type=int, default=192)
+    parser.add_argument("--input-scale", type=input_scale_argument, default=None, metavar="auto|S",
+                        help="the network's input scale (default auto, as the package runs it)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--markdown-out", type=Path)
     args = parser.parse_args(argv)
     data_root = args.data_root or default_data_root()
-    network = CoarseToFineEstimator(weights=args.weights, device="cpu")
+    network = CoarseToFineEstimator(weights=args.weights, device="cpu", input_scale=args.input_scale)
     sgbm = SGBMEstimator(num_disparities=args.sgbm_disparities)
     report = {"weights": str(network.weights_path), "sgbm_disparities": args.sgbm_disparities,
               "network_max_disparity": network.max_disparity,
+              "network_input_scale": "auto" if args.input_scale is None else args.input_scale,
               "gt": gt_sets(network, sgbm, data_root, args.sets),
               "photometric": photometric_held_out(network, sgbm, data_root, args.pair_list)}
     text = markdown(report)

@@ -10,7 +10,8 @@ Usage::
     python benchmarks/stereo_error_by_disparity.py [--weights W] [--set bdis-synthetic] [--every N]
         [--bins 0 30 45 60 80 120 1000] [--input-scale S]
 
-``--input-scale 0.5`` runs the network on images resized by that factor (disparities scaled back): a search-range
+``--input-scale 0.5`` runs the network on images resized by that factor (disparities scaled back; default auto, as
+the package runs it): a search-range
 limit would show as errors that depend on the disparity in pixels, a generalisation gap as errors that follow the
 disparity relative to the image width.
 """
@@ -20,26 +21,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
+from stereo_depth_ros.evaluation.commands import input_scale_argument
 from stereo_depth_ros.evaluation.datasets import open_dataset
 from stereo_depth_ros.evaluation.metrics import scored_mask
 from stereo_depth_ros.models.estimator import CoarseToFineEstimator
 from stereo_depth_ros.models.sgbm import SGBMEstimator
-
-
-def estimate_at_scale(network: CoarseToFineEstimator, left: np.ndarray, right: np.ndarray, scale: float
-                      ) -> list[np.ndarray]:
-    """Every stage's disparity for a pair resized by ``scale``, brought back to the input size and pixels."""
-    if scale == 1.0:
-        return network.estimate(left, right)
-    height, width = left.shape[:2]
-    size = (max(16, round(width * scale)), max(16, round(height * scale)))
-    small = [cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in (left, right)]
-    return [cv2.resize(d, (width, height), interpolation=cv2.INTER_LINEAR) * (width / size[0])
-            for d in network.estimate(*small)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,13 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=1, help="use every N-th pair (default 1 = all)")
     parser.add_argument("--bins", type=float, nargs="+", default=[0, 30, 45, 60, 80, 120, 1000],
                         help="GT disparity bin edges in pixels")
-    parser.add_argument("--input-scale", type=float, default=1.0, help="resize the network's input (default 1)")
+    parser.add_argument("--input-scale", type=input_scale_argument, default=None, metavar="auto|S",
+                        help="the network's input scale (default auto, as the package runs it)")
     parser.add_argument("--sgbm-disparities", type=int, default=192)
     args = parser.parse_args(argv)
-    if args.every < 1 or not 0 < args.input_scale <= 1 or len(args.bins) < 2 or np.any(np.diff(args.bins) <= 0):
-        parser.error("--every must be >= 1, --input-scale in (0, 1], --bins at least two increasing edges")
+    if args.every < 1 or len(args.bins) < 2 or np.any(np.diff(args.bins) <= 0):
+        parser.error("--every must be >= 1, --bins at least two increasing edges")
 
-    network = CoarseToFineEstimator(weights=args.weights)
+    network = CoarseToFineEstimator(weights=args.weights, input_scale=args.input_scale)
     sgbm = SGBMEstimator(num_disparities=args.sgbm_disparities)
     bins = np.asarray(args.bins)
     labels = [f"stage {i}" for i in range(network.num_stages)] + ["sgbm"]
@@ -66,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if index % args.every:
             continue
         sgbm_disparity = sgbm.estimate(sample.left_bgr, sample.right_bgr)[0]
-        maps = estimate_at_scale(network, sample.left_bgr, sample.right_bgr, args.input_scale) + [sgbm_disparity]
+        maps = network.estimate(sample.left_bgr, sample.right_bgr) + [sgbm_disparity]
         gt = sample.gt_disparity
         common = scored_mask(sgbm_disparity, gt, sample.valid)  # GT valid and SGBM has a value
         which = np.digitize(gt, bins) - 1
@@ -77,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                 error = disparity[selected] - gt[selected]
                 sums[label][b] += (np.abs(error).sum(), error.sum())
     total = counts.sum()
-    print(f"{dataset.name}, input scale {args.input_scale}: EPE px / mean signed error px (prediction - GT) on "
-          f"pixels where the GT is valid and SGBM has a value\n")
+    scale = "auto" if args.input_scale is None else args.input_scale
+    print(f"{dataset.name}, input scale {scale}: EPE px / mean signed error px (prediction - GT) on pixels where the "
+          f"GT is valid and SGBM has a value\n")
     print("| GT disparity px | share % | " + " | ".join(labels) + " |")
     print("|---|---:|" + "---:|" * len(labels))
     for b in range(len(bins) - 1):

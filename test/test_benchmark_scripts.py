@@ -29,20 +29,6 @@ def test_error_by_disparity_table_on_the_motorcycle_pair(capsys):
     assert 0 < sgbm_epe < 5 and abs(sgbm_signed) <= sgbm_epe  # SGBM is accurate on Motorcycle (EPE ~1 px)
 
 
-def test_estimate_at_scale_brings_disparities_back_to_input_pixels(motorcycle_small):
-    module = _load()
-    left, right, gt = motorcycle_small
-
-    class Shift:  # a stand-in network that answers a constant 10 px at whatever size it is given
-        def estimate(self, left_bgr, right_bgr):
-            return [np.full(left_bgr.shape[:2], 10.0, np.float32)]
-
-    full = module.estimate_at_scale(Shift(), left, right, 1.0)[0]
-    half = module.estimate_at_scale(Shift(), left, right, 0.5)[0]
-    assert full.shape == half.shape == left.shape[:2]
-    assert np.allclose(full, 10.0) and np.allclose(half, 10.0 * left.shape[1] / round(left.shape[1] * 0.5))
-
-
 def test_error_by_disparity_rejects_bad_options():
     module = _load()
     with pytest.raises(SystemExit):

@@ -1,5 +1,6 @@
 """CoarseToFineStereoNet: shapes, units, soft-argmin, cost volumes, weights files, the estimator wrappers."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch
 from stereo_depth_ros.models.coarse_to_fine import (ARCHITECTURE, CoarseToFineStereoNet, NormalizingConv2d,
                                                     WeightsError, build_full_cost_volume, load_weights,
                                                     normalize_image, save_weights, soft_argmin)
-from stereo_depth_ros.models.estimator import CoarseToFineEstimator, default_weights_path
+from stereo_depth_ros.models.estimator import CoarseToFineEstimator, default_weights_path, working_scale
 from stereo_depth_ros.models.sgbm import SGBMEstimator
 
 
@@ -220,3 +221,48 @@ def test_search_range_wider_than_the_image_still_works():
     with torch.no_grad():
         stages = net(torch.rand(1, 3, 40, 60), torch.rand(1, 3, 40, 60))
     assert all(s.shape == (1, 1, 40, 60) and torch.isfinite(s).all() for s in stages)
+
+
+def test_working_scale_enlarges_narrow_images_only():
+    assert working_scale(640) == 2.0
+    assert working_scale(720) == pytest.approx(1280 / 720)
+    assert working_scale(1280) == working_scale(1920) == 1.0
+    assert working_scale(100) == 2.0  # never more than 2x in auto
+    assert working_scale(640, 1.0) == 1.0 and working_scale(640, 0.5) == 0.5
+    for bad in (0.0, -1.0, 4.5, float("nan")):
+        with pytest.raises(ValueError, match="input_scale"):
+            working_scale(640, bad)
+    with pytest.raises(ValueError, match="width"):
+        working_scale(0)
+    with pytest.raises(ValueError, match="input_scale"):
+        CoarseToFineEstimator(input_scale=0.0)
+
+
+def test_input_scale_returns_input_size_and_input_pixels(motorcycle_small, monkeypatch):
+    left, right, _ = motorcycle_small
+    height, width = left.shape[:2]
+    estimator = CoarseToFineEstimator(backend="torch", device="cpu", input_scale=2.0)
+    seen = []
+
+    def constant_ten(model, left_tensor, right_tensor, stage):  # 10 px at whatever size the network is given
+        seen.append((tuple(left_tensor.shape[-2:]), model.max_disparity))
+        return [np.full(left_tensor.shape[-2:], 10.0, np.float32)]
+
+    monkeypatch.setattr(estimator, "_run", constant_ten)
+    disparity = estimator.estimate(left, right)[0]
+    assert seen == [((2 * height, 2 * width), 2 * estimator.max_disparity)]  # search range scales with the image
+    assert disparity.shape == (height, width) and np.allclose(disparity, 5.0)  # 10 px at 2x = 5 input pixels
+
+
+def test_input_scale_equals_running_on_the_resized_pair(motorcycle_small):
+    left, right, _ = motorcycle_small
+    height, width = left.shape[:2]
+    scaled = CoarseToFineEstimator(backend="torch", device="cpu", input_scale=2.0).estimate(left, right)
+    native = CoarseToFineEstimator(backend="torch", device="cpu", input_scale=1.0)
+    big = [cv2.resize(x, (2 * width, 2 * height), interpolation=cv2.INTER_CUBIC) for x in (left, right)]
+    by_hand = CoarseToFineEstimator(backend="torch", device="cpu", input_scale=1.0,
+                                    max_disparity=2 * native.max_disparity).estimate(*big)
+    for stage, (a, b) in enumerate(zip(scaled, by_hand)):
+        expected = cv2.resize(b, (width, height), interpolation=cv2.INTER_AREA) / 2.0
+        np.testing.assert_allclose(a, expected, atol=1e-4, err_msg=f"stage {stage}")
+    assert not np.allclose(scaled[3], native.estimate(left, right)[3], atol=0.1)  # the scale does change the result

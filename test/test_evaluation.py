@@ -254,6 +254,8 @@ def test_benchmark_json_rows(run_cli):
         assert {"method", "stage", "height", "width", "median_ms", "peak_mb"} <= set(row)
         assert (row["height"], row["width"]) == (64, 96) and row["median_ms"] > 0
     assert rows[1]["backend"] == "torch"
+    # The network rows say which input scale ran: auto enlarges a 96-px-wide pair 2x; SGBM has none.
+    assert "input_scale" not in rows[0] and all(row["input_scale"] == 2.0 for row in rows[1:])
     # --paired: network rows also carry the ratio to SGBM timed in alternating rounds; the SGBM row does not.
     assert "paired_ratio" not in rows[0]
     for row in rows[1:]:
@@ -299,3 +301,23 @@ def test_benchmark_in_a_separate_process_and_bad_sizes(run_cli):
     assert len(rows) == 1 and rows[0]["method"] == "sgbm" and rows[0]["peak_mb"] is not None
     code, _, err = run_cli("benchmark-stereo", "--height", "64", "--width", "96")
     assert code == 2 and "192" in err
+
+
+def test_bad_input_scale_is_a_usage_error_naming_the_option(run_cli, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("benchmark-stereo", "--height", "64", "--width", "96", "--input-scale", "9")
+    assert exit_info.value.code == 2
+    assert "argument --input-scale: expected 'auto' or a number in (0, 4], got '9'" in capsys.readouterr().err
+
+
+def test_input_scale_option_reaches_the_network(run_cli, small_motorcycle):
+    def stage3_epe(*options):
+        code, out, err = run_cli("eval-pair", "--left", str(small_motorcycle / "left.png"),
+                                 "--right", str(small_motorcycle / "right.png"),
+                                 "--gt-disparity", str(small_motorcycle / "gt.npy"), "--method", "coarse-to-fine",
+                                 "--json", *FAST_NETWORK, *options)
+        assert code == 0, err
+        return json.loads(out)["rows"][3]["epe_px"]
+
+    assert stage3_epe("--input-scale", "auto") == pytest.approx(stage3_epe())  # auto is the default
+    assert stage3_epe("--input-scale", "1") != pytest.approx(stage3_epe(), abs=1e-3)

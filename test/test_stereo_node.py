@@ -37,7 +37,7 @@ from stereo_depth_ros.models.sgbm import SGBMEstimator  # noqa: E402
 from stereo_depth_ros.ros import conversions  # noqa: E402
 from stereo_depth_ros.ros.qos import AdaptiveSubscription, choose_qos, input_qos, output_qos  # noqa: E402
 from stereo_depth_ros.ros.stereo_node import (  # noqa: E402
-    INPUT_TOPICS, OUTPUT_TOPICS, PARAMETERS, StereoDepthNode, main)
+    INPUT_TOPICS, OUTPUT_TOPICS, PARAMETERS, StereoDepthNode, build_estimator, main)
 
 DOMAIN_ID = 150 + os.getpid() % 80  # 150..229: valid for Fast DDS, and unlikely to collide with a parallel run
 FOCAL_PX = 400.0
@@ -372,6 +372,8 @@ def test_invalid_parameters_fail_at_start_up(context):
                                                               Parameter("max_depth", value=1.0)])
     with pytest.raises(InvalidParameterValueException):
         StereoDepthNode(context=context, parameter_overrides=[Parameter("output_stage", value=7)])
+    with pytest.raises(InvalidParameterValueException):  # outside FloatingPointRange 0..4
+        StereoDepthNode(context=context, parameter_overrides=[Parameter("input_scale", value=5.0)])
     with pytest.raises(ValueError, match="multiple of 16"):
         StereoDepthNode(context=context, parameter_overrides=[Parameter("method", value="sgbm"),
                                                               Parameter("max_disparity", value=40)])
@@ -480,3 +482,9 @@ def test_interface_document_lists_every_topic_and_parameter():
     text = (Path(__file__).resolve().parents[1] / "docs" / "ros_interface.md").read_text()
     for name in list(INPUT_TOPICS) + list(OUTPUT_TOPICS) + ["disparity/stage_N"] + [p.name for p in PARAMETERS]:
         assert f"`{name}`" in text, name
+
+
+def test_input_scale_parameter_reaches_the_network():
+    assert build_estimator("coarse-to-fine").input_scale is None  # 0.0 = auto
+    assert build_estimator("coarse-to-fine", input_scale=1.5).input_scale == 1.5
+    assert not hasattr(build_estimator("sgbm", input_scale=1.5), "input_scale")  # SGBM ignores it

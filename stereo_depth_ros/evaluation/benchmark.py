@@ -137,7 +137,7 @@ def _build(spec: dict):
 
     return CoarseToFineEstimator(weights=spec.get("weights"), device=spec.get("device", "auto"),
                                  backend=spec["backend"], max_stage=spec["stage"],
-                                 max_disparity=spec.get("max_disparity"))
+                                 max_disparity=spec.get("max_disparity"), input_scale=spec.get("input_scale"))
 
 
 def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
@@ -252,8 +252,8 @@ def _measure_isolated(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -
 def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = "auto", device: str = "auto",
                      weights: str | Path | None = None, stages: tuple[int, ...] = (0, 1, 2, 3),
                      include_sgbm: bool = True, isolate: bool = True, warmup: int = 1, progress: bool = True,
-                     sgbm_disparities: int = 192, max_disparity: int | None = None, paired: bool = False
-                     ) -> list[dict]:
+                     sgbm_disparities: int = 192, max_disparity: int | None = None, paired: bool = False,
+                     input_scale: float | None = None) -> list[dict]:
     """Benchmark SGBM (192 disparities, 3-way) and the network up to each stage on one input.
 
     Args:
@@ -269,10 +269,12 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
         max_disparity: the network's search range in pixels; None = the same as SGBM's, so both search alike.
         paired: also time each network row against SGBM in alternating rounds (``paired_ratio``, see the module
             docstring).
+        input_scale: the network's input scale (None = auto, :func:`~stereo_depth_ros.models.estimator.working_scale`:
+            1.0 at 1280 px wide and more, 2.0 at 640 px); each network row reports the factor used.
 
     Returns:
         rows ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb", "repeats",
-        "memory_method"}``, SGBM first (stage None, backend None); with ``paired`` the network rows also have
+        "memory_method"}`` (network rows also ``"input_scale"``), SGBM first (stage None, backend None); with ``paired`` the network rows also have
         ``"paired_median_ms", "paired_sgbm_median_ms", "paired_ratio"``.
 
     Raises:
@@ -280,6 +282,8 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
         RuntimeError: if a measurement fails in its process.
     """
     from tqdm import tqdm
+
+    from stereo_depth_ros.models.estimator import working_scale
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -296,11 +300,15 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
     specs += [{"method": "coarse-to-fine", "stage": s, "backend": b, "device": device,
                "weights": None if weights is None else str(weights),
                "max_disparity": int(max_disparity or sgbm_disparities), "paired": bool(paired),
-               "num_disparities": sgbm_disparities} for b in backends for s in stages]
+               "num_disparities": sgbm_disparities, "input_scale": input_scale} for b in backends for s in stages]
+    scale = working_scale(width, input_scale)  # also validates input_scale
     rows = []
     for spec in tqdm(specs, desc="benchmark", unit="row", disable=not progress, file=sys.stderr):
         spec = dict(spec, repeats=repeats, warmup=warmup)
-        rows.append(_measure_isolated(spec, left, right) if isolate else measure(spec, left, right))
+        row = _measure_isolated(spec, left, right) if isolate else measure(spec, left, right)
+        if spec["method"] != "sgbm":
+            row["input_scale"] = round(scale, 4)
+        rows.append(row)
     return rows
 
 

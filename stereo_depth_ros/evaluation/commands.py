@@ -78,6 +78,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="SGBM search range, multiple of 16 (default 192; the width must be larger)")
     bench.add_argument("--max-disparity", type=int, default=None,
                        help="network search range in px (default: the same as --sgbm-disparities)")
+    _add_input_scale_option(bench)
     bench.add_argument("--in-process", action="store_true",
                        help="measure every row in this process (faster; peak memory then less meaningful)")
     bench.add_argument("--paired", action="store_true",
@@ -93,8 +94,29 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                         help="network back-end (default auto: onnxruntime on the CPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_input_scale_option(parser)
     parser.add_argument("--sgbm-disparities", type=int, default=192,
                         help="SGBM search range, multiple of 16 (default 192)")
+
+
+def input_scale_argument(text: str) -> float | None:
+    """argparse type of ``--input-scale``: "auto" -> None, else a float in (0, 4]."""
+    from stereo_depth_ros.models.estimator import check_input_scale
+
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+        check_input_scale(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in (0, 4], got {text!r}") from error
+    return value
+
+
+def _add_input_scale_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input-scale", type=input_scale_argument, default=None, metavar="auto|S",
+                        help="resize the pair by S before the network (default auto: to 1280 px wide, at most 2x, "
+                             "never smaller)")
 
 
 def _add_method_options(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +130,8 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
 
 
 def make_estimators(methods: list[str] | None, weights: str | None = None, max_disparity: int | None = None,
-                    backend: str = "auto", device: str = "auto", sgbm_disparities: int = 192) -> list:
+                    backend: str = "auto", device: str = "auto", sgbm_disparities: int = 192,
+                    input_scale: float | None = None) -> list:
     """Build the estimators named in ``methods`` (default both), network first.
 
     Raises:
@@ -121,7 +144,7 @@ def make_estimators(methods: list[str] | None, weights: str | None = None, max_d
     estimators = []
     if "coarse-to-fine" in methods:
         estimators.append(CoarseToFineEstimator(weights=weights, device=device, backend=backend,
-                                                max_disparity=max_disparity))
+                                                max_disparity=max_disparity, input_scale=input_scale))
     if "sgbm" in methods:
         estimators.append(SGBMEstimator(num_disparities=sgbm_disparities))
     return estimators
@@ -129,7 +152,7 @@ def make_estimators(methods: list[str] | None, weights: str | None = None, max_d
 
 def _estimators_from(args: argparse.Namespace, methods: list[str] | None = None) -> list:
     return make_estimators(methods, args.weights, args.max_disparity, args.backend, args.device,
-                           args.sgbm_disparities)
+                           args.sgbm_disparities, args.input_scale)
 
 
 @contextlib.contextmanager
@@ -336,14 +359,14 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         rows = benchmark_stereo(args.height, args.width, repeats=args.repeats, backend=args.backend,
                                 device=args.device, weights=args.weights, isolate=not args.in_process,
                                 sgbm_disparities=args.sgbm_disparities, max_disparity=args.max_disparity,
-                                paired=args.paired)
+                                paired=args.paired, input_scale=args.input_scale)
     if args.json:
         _print_json({"rows": rows})
     else:
-        columns = ("method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb")
+        columns = ("method", "stage", "backend", "device", "height", "width", "input_scale", "median_ms", "peak_mb")
         if args.paired:
             columns += ("paired_median_ms", "paired_sgbm_median_ms", "paired_ratio")
-        print(markdown_table(rows, columns, {"median_ms": "median ms", "peak_mb": "peak MiB",
+        print(markdown_table(rows, columns, {"input_scale": "input scale", "median_ms": "median ms", "peak_mb": "peak MiB",
                                              "paired_median_ms": "paired: ms", "paired_sgbm_median_ms":
                                              "paired: SGBM ms", "paired_ratio": "paired: x SGBM"}))
         print(f"\nmedian of {args.repeats} calls after a warm-up; peak MiB = peak resident memory above the "

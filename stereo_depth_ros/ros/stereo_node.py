@@ -98,6 +98,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_disparity", 0, "Disparity search range in pixels; 0 = the method's default (network: the "
                   "range stored with the weights; sgbm: 192). sgbm needs a multiple of 16.",
                   read_only=True, integer_range=(0, 1024)),
+    ParameterSpec("input_scale", 0.0, "Resize the pair by this factor before the network (disparities are "
+                  "scaled back); 0 = auto: enlarge to 1280 px wide, at most 2x, never shrink. Ignored by sgbm.",
+                  read_only=True, float_range=(0.0, 4.0)),
     ParameterSpec("output_stage", NUM_STAGES - 1, "Network stage published on 'disparity' (0 coarsest, 3 finest); "
                   "earlier stages are cheaper. sgbm has a single stage and ignores it.",
                   integer_range=(0, NUM_STAGES - 1)),
@@ -151,8 +154,8 @@ def validate_parameters(values: Mapping[str, Any]) -> str | None:
     return None
 
 
-def build_estimator(method: str, weights: str = "", device: str = "auto", max_disparity: int = 0
-                    ) -> DisparityEstimator:
+def build_estimator(method: str, weights: str = "", device: str = "auto", max_disparity: int = 0,
+                    input_scale: float = 0.0) -> DisparityEstimator:
     """Construct the estimator the node runs.
 
     Args:
@@ -160,6 +163,8 @@ def build_estimator(method: str, weights: str = "", device: str = "auto", max_di
         weights: safetensors file for the network; "" = the packaged weights.
         device: "auto", "cpu" or "cuda" (network only).
         max_disparity: search range in pixels, 0 = the method's default.
+        input_scale: the network's input scale (0 = auto; see
+            :func:`stereo_depth_ros.models.estimator.working_scale`).
 
     Raises:
         stereo_depth_ros.models.coarse_to_fine.WeightsError: missing or wrong weights file (names the file).
@@ -171,7 +176,8 @@ def build_estimator(method: str, weights: str = "", device: str = "auto", max_di
     if method == "coarse-to-fine":
         from stereo_depth_ros.models.estimator import CoarseToFineEstimator
         return CoarseToFineEstimator(weights=weights or None, device=device,
-                                     max_disparity=max_disparity or None, max_stage=NUM_STAGES - 1)
+                                     max_disparity=max_disparity or None, max_stage=NUM_STAGES - 1,
+                                     input_scale=input_scale or None)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
@@ -227,7 +233,7 @@ class StereoDepthNode(Node):
             raise ValueError(reason)
         self.settings = dict(values)
         self.estimator = build_estimator(values["method"], values["weights"], values["device"],
-                                         values["max_disparity"])
+                                         values["max_disparity"], values["input_scale"])
         self.get_logger().info(f"estimator {self.estimator.name} ({self._estimator_description()}) ready")
         if values["method"] == "sgbm" and values["weights"]:
             self.get_logger().warning("parameter 'weights' is ignored by method sgbm")
@@ -260,7 +266,8 @@ class StereoDepthNode(Node):
         if self.settings["method"] == "sgbm":
             return f"{self.estimator.num_disparities} disparities"
         return (f"weights {self.estimator.weights_path}, device {self.estimator.device}, backend "
-                f"{self.estimator.backend}, max_disparity {self.estimator.max_disparity}")
+                f"{self.estimator.backend}, max_disparity {self.estimator.max_disparity}, input_scale "
+                f"{self.estimator.input_scale or 'auto'}")
 
     def _create_stage_publishers(self) -> None:
         for stage in range(self._estimator_stages()):
