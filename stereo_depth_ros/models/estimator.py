@@ -7,17 +7,16 @@ in memory once per input size and stage count; both back-ends give the same disp
 Images narrower than 1280 px are enlarged before the network runs (see :func:`working_scale`). This is because the
 network's finest stage works at half its input resolution, and the packaged weights were trained on crops zoomed by
 a median 1.8x. On 640x480 and 720x288 pairs, running at about 2x brought the stage-3 EPE on BDIS synthetic from
-5.47 px to 4.91 px and the held-out photometric error from 0.0374 to 0.0332 (docs/stereo.md).
+5.47 px to 4.91 px and the held-out photometric error from 0.0374 to 0.0331 (docs/stereo.md).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import warnings
 from pathlib import Path
-
-import math
 
 import cv2
 import numpy as np
@@ -85,8 +84,7 @@ class CoarseToFineEstimator:
         input_scale: None (auto, see :func:`working_scale`) or a fixed factor in (0, 4]. The pair is resized by it
             (bicubic when enlarging, area average when shrinking), the network runs at that size with the search
             range scaled with it, and each stage is resized back and its disparities divided by the horizontal
-            factor. 1.0 runs the network
-            on the pair as given.
+            factor. 1.0 runs the network on the pair as given.
 
     Raises:
         stereo_depth_ros.models.coarse_to_fine.WeightsError: if the weights file is missing or wrong.
