@@ -23,7 +23,7 @@ from tqdm import tqdm
 from stereo_depth_ros.data.stereo_folder import black_border_mask, match_folders, path_in_list, read_image_bgr, \
     read_pair_list
 from stereo_depth_ros.evaluation.datasets import default_data_root, open_dataset
-from stereo_depth_ros.evaluation.commands import input_scale_argument
+from stereo_depth_ros.evaluation.commands import add_input_scale_option
 from stereo_depth_ros.evaluation.metrics import masked_mean, photometric_error_image, scored_mask, stereo_metrics
 from stereo_depth_ros.models.estimator import CoarseToFineEstimator
 from stereo_depth_ros.models.sgbm import SGBMEstimator
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pair-list", type=Path, default=REPO / "config/splits/bdis_invivo_test.txt",
                         help="held-out real pairs for the photometric comparison")
     parser.add_argument("--sgbm-disparities", type=int, default=192)
-    parser.add_argument("--input-scale", type=input_scale_argument, default=None, metavar="auto|S",
-                        help="the network's input scale (default auto, as the package runs it)")
+    add_input_scale_option(parser)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--markdown-out", type=Path)
     args = parser.parse_args(argv)

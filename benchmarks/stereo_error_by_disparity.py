@@ -11,9 +11,8 @@ Usage::
         [--bins 0 30 45 60 80 120 1000] [--input-scale S]
 
 ``--input-scale 0.5`` runs the network on images resized by that factor (disparities scaled back; default auto, as
-the package runs it): a search-range
-limit would show as errors that depend on the disparity in pixels, a generalisation gap as errors that follow the
-disparity relative to the image width.
+the package runs it): a search-range limit would show as errors that depend on the disparity in pixels, a
+generalisation gap as errors that follow the disparity relative to the image width.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from stereo_depth_ros.evaluation.commands import input_scale_argument
+from stereo_depth_ros.evaluation.commands import add_input_scale_option
 from stereo_depth_ros.evaluation.datasets import open_dataset
 from stereo_depth_ros.evaluation.metrics import scored_mask
 from stereo_depth_ros.models.estimator import CoarseToFineEstimator
@@ -38,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=1, help="use every N-th pair (default 1 = all)")
     parser.add_argument("--bins", type=float, nargs="+", default=[0, 30, 45, 60, 80, 120, 1000],
                         help="GT disparity bin edges in pixels")
-    parser.add_argument("--input-scale", type=input_scale_argument, default=None, metavar="auto|S",
-                        help="the network's input scale (default auto, as the package runs it)")
+    add_input_scale_option(parser)
     parser.add_argument("--sgbm-disparities", type=int, default=192)
     args = parser.parse_args(argv)
     if args.every < 1 or len(args.bins) < 2 or np.any(np.diff(args.bins) <= 0):

@@ -133,8 +133,6 @@ def test_model_card_describes_the_packaged_weights():
 
     from safetensors import safe_open
 
-    from stereo_depth_ros.models.coarse_to_fine import ARCHITECTURE
-
     path = default_weights_path()
     card = json.loads(path.with_suffix(".json").read_text())
     with safe_open(str(path), framework="pt") as handle:

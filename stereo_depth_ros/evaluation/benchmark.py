@@ -145,11 +145,12 @@ def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
 
     Args:
         spec: ``{"method": "sgbm"|"coarse-to-fine", "stage": int|None, "backend", "device", "weights",
-            "repeats", "warmup", "max_disparity"}``.
+            "repeats", "warmup", "max_disparity", "input_scale", "paired", "num_disparities"}``.
 
     Returns:
         the benchmark row: ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb",
-        "repeats", "memory_method"}``.
+        "repeats", "memory_method"}``, network rows also ``"input_scale"`` (and the paired fields with
+        ``"paired"``).
     """
     _import_runtimes()  # libraries count in the baseline, not in the method's memory
     baseline = _status_kib("VmRSS")
@@ -183,6 +184,10 @@ def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
            "device": str(getattr(estimator, "device", "cpu")), "height": int(left_bgr.shape[0]),
            "width": int(left_bgr.shape[1]), "median_ms": float(statistics.median(times)), "peak_mb": peak_mb,
            "repeats": len(times), "memory_method": memory_method}
+    if spec["method"] != "sgbm":
+        from stereo_depth_ros.models.estimator import working_scale
+
+        row["input_scale"] = round(working_scale(left_bgr.shape[1], estimator.input_scale), 4)
     if spec.get("paired") and spec["method"] != "sgbm":
         row.update(paired_with_sgbm(call, left_bgr, right_bgr, int(spec["repeats"]),
                                     int(spec.get("num_disparities", 192))))
@@ -274,8 +279,8 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
 
     Returns:
         rows ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb", "repeats",
-        "memory_method"}`` (network rows also ``"input_scale"``), SGBM first (stage None, backend None); with ``paired`` the network rows also have
-        ``"paired_median_ms", "paired_sgbm_median_ms", "paired_ratio"``.
+        "memory_method"}``, SGBM first (stage None, backend None); network rows also have ``"input_scale"`` (the
+        factor used), and with ``paired`` ``"paired_median_ms", "paired_sgbm_median_ms", "paired_ratio"``.
 
     Raises:
         ValueError: for a bad size, repeat count, back-end or stage.
@@ -283,8 +288,9 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
     """
     from tqdm import tqdm
 
-    from stereo_depth_ros.models.estimator import working_scale
+    from stereo_depth_ros.models.estimator import check_input_scale
 
+    check_input_scale(input_scale)  # here, not in each row's process, for a clear error
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if backend not in BACKEND_CHOICES:
@@ -301,14 +307,10 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
                "weights": None if weights is None else str(weights),
                "max_disparity": int(max_disparity or sgbm_disparities), "paired": bool(paired),
                "num_disparities": sgbm_disparities, "input_scale": input_scale} for b in backends for s in stages]
-    scale = working_scale(width, input_scale)  # also validates input_scale
     rows = []
     for spec in tqdm(specs, desc="benchmark", unit="row", disable=not progress, file=sys.stderr):
         spec = dict(spec, repeats=repeats, warmup=warmup)
-        row = _measure_isolated(spec, left, right) if isolate else measure(spec, left, right)
-        if spec["method"] != "sgbm":
-            row["input_scale"] = round(scale, 4)
-        rows.append(row)
+        rows.append(_measure_isolated(spec, left, right) if isolate else measure(spec, left, right))
     return rows
 
 

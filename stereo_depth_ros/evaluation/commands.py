@@ -78,7 +78,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="SGBM search range, multiple of 16 (default 192; the width must be larger)")
     bench.add_argument("--max-disparity", type=int, default=None,
                        help="network search range in px (default: the same as --sgbm-disparities)")
-    _add_input_scale_option(bench)
+    add_input_scale_option(bench)
     bench.add_argument("--in-process", action="store_true",
                        help="measure every row in this process (faster; peak memory then less meaningful)")
     bench.add_argument("--paired", action="store_true",
@@ -94,14 +94,14 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                         help="network back-end (default auto: onnxruntime on the CPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    _add_input_scale_option(parser)
+    add_input_scale_option(parser)
     parser.add_argument("--sgbm-disparities", type=int, default=192,
                         help="SGBM search range, multiple of 16 (default 192)")
 
 
 def input_scale_argument(text: str) -> float | None:
-    """argparse type of ``--input-scale``: "auto" -> None, else a float in (0, 4]."""
-    from stereo_depth_ros.models.estimator import check_input_scale
+    """argparse type of ``--input-scale``: "auto" -> None, else a float in (0, MAX_INPUT_SCALE]."""
+    from stereo_depth_ros.models.estimator import MAX_INPUT_SCALE, check_input_scale
 
     if text == "auto":
         return None
@@ -109,11 +109,13 @@ def input_scale_argument(text: str) -> float | None:
         value = float(text)
         check_input_scale(value)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in (0, 4], got {text!r}") from error
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a number in (0, {MAX_INPUT_SCALE:g}], got {text!r}") from error
     return value
 
 
-def _add_input_scale_option(parser: argparse.ArgumentParser) -> None:
+def add_input_scale_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--input-scale auto|S`` (the network's input scale, None = auto) to a command or benchmark script."""
     parser.add_argument("--input-scale", type=input_scale_argument, default=None, metavar="auto|S",
                         help="resize the pair by S before the network (default auto: to 1280 px wide, at most 2x, "
                              "never smaller)")
@@ -366,9 +368,10 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         columns = ("method", "stage", "backend", "device", "height", "width", "input_scale", "median_ms", "peak_mb")
         if args.paired:
             columns += ("paired_median_ms", "paired_sgbm_median_ms", "paired_ratio")
-        print(markdown_table(rows, columns, {"input_scale": "input scale", "median_ms": "median ms", "peak_mb": "peak MiB",
-                                             "paired_median_ms": "paired: ms", "paired_sgbm_median_ms":
-                                             "paired: SGBM ms", "paired_ratio": "paired: x SGBM"}))
+        print(markdown_table(rows, columns, {"input_scale": "input scale", "median_ms": "median ms",
+                                             "peak_mb": "peak MiB", "paired_median_ms": "paired: ms",
+                                             "paired_sgbm_median_ms": "paired: SGBM ms",
+                                             "paired_ratio": "paired: x SGBM"}))
         print(f"\nmedian of {args.repeats} calls after a warm-up; peak MiB = peak resident memory above the "
               f"process's size before the method was built ({rows[-1].get('memory_method')})")
         if args.paired:

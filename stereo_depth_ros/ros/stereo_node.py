@@ -38,6 +38,7 @@ from stereo_depth_ros.device import DEVICES
 from stereo_depth_ros.geometry import disparity_to_depth, reproject_disparity_to_points
 from stereo_depth_ros.models.base import DisparityEstimator
 from stereo_depth_ros.models.coarse_to_fine import NUM_STAGES
+from stereo_depth_ros.models.estimator import MAX_INPUT_SCALE
 from stereo_depth_ros.ros import conversions
 from stereo_depth_ros.ros.conversions import InputError
 from stereo_depth_ros.ros.qos import INPUT_QOS_MODES, OUTPUT_QOS_MODES, AdaptiveSubscription, output_qos, \
@@ -100,7 +101,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   read_only=True, integer_range=(0, 1024)),
     ParameterSpec("input_scale", 0.0, "Resize the pair by this factor before the network (disparities are "
                   "scaled back); 0 = auto: enlarge to 1280 px wide, at most 2x, never shrink. Ignored by sgbm.",
-                  read_only=True, float_range=(0.0, 4.0)),
+                  read_only=True, float_range=(0.0, MAX_INPUT_SCALE)),
     ParameterSpec("output_stage", NUM_STAGES - 1, "Network stage published on 'disparity' (0 coarsest, 3 finest); "
                   "earlier stages are cheaper. sgbm has a single stage and ignores it.",
                   integer_range=(0, NUM_STAGES - 1)),

@@ -66,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.steps <= 0 or args.batch_size <= 0:
         raise ValueError("--steps and --batch-size must be positive")
     options = TrainStereoOptions(
-        data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop), scale_range=tuple(args.scale_range),
+        data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
+        scale_range=tuple(args.scale_range),
         disparity_shift=tuple(args.disparity_shift),
         lr=args.lr, seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every,
         max_disparity=args.max_disparity, smoothness_weight=args.smoothness_weight,
