@@ -8,6 +8,7 @@ eq. 4 (left-right consistency), and AnyNet's per-stage weights (0.25, 0.5, 1, 1)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -97,14 +98,34 @@ class PhotometricLossConfig:
     Attributes:
         stage_weights: weight of each stage's loss (AnyNet: 0.25, 0.5, 1, 1).
         alpha: SSIM weight of the appearance term (0.85).
-        smoothness_weight: weight of the edge-aware smoothness term.
+        smoothness_weight: weight of the edge-aware smoothness term: one number for every stage, or one per stage
+            (a finer stage can be smoothed more where its small cost volume sees too little texture).
         left_right_weight: weight of the left-right consistency term (0 = off; needs the right disparity).
     """
 
     stage_weights: tuple[float, ...] = (0.25, 0.5, 1.0, 1.0)
     alpha: float = 0.85
-    smoothness_weight: float = 0.01
+    smoothness_weight: float | tuple[float, ...] = 0.01
     left_right_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        weights = self.smoothness_weights()
+        if any(not math.isfinite(w) or w < 0 for w in weights):
+            raise ValueError(f"smoothness weights must be finite and >= 0, got {self.smoothness_weight}")
+        if len(weights) not in (1, len(self.stage_weights)):
+            raise ValueError(f"give one smoothness weight or one per stage ({len(self.stage_weights)}), got "
+                             f"{len(weights)}")
+
+    def smoothness_weights(self) -> tuple[float, ...]:
+        """The smoothness weights as a tuple (one entry = the same for every stage)."""
+        if isinstance(self.smoothness_weight, (int, float)):
+            return (float(self.smoothness_weight),)
+        return tuple(float(w) for w in self.smoothness_weight)
+
+    def smoothness_weight_of(self, stage: int) -> float:
+        """The smoothness weight of ``stage`` (0-based)."""
+        weights = self.smoothness_weights()
+        return weights[0] if len(weights) == 1 else weights[stage]
 
 
 @dataclass
@@ -139,7 +160,7 @@ def self_supervised_stereo_loss(left: torch.Tensor, right: torch.Tensor, stages:
     """The training objective: per-stage photometric reconstruction + smoothness (+ optional left-right term).
 
     For each stage ``s`` with disparity ``d_s``: ``L_s = mean_M(appearance(left, warp(right, d_s)))
-    + smoothness_weight * smooth(d_s, left) [+ left_right_weight * mean_M |d_s - warp(d_right_s, d_s)|]``, where
+    + smoothness_weight_s * smooth(d_s, left) [+ left_right_weight * mean_M |d_s - warp(d_right_s, d_s)|]``, where
     ``M`` is ``valid`` times the out-of-view mask; total ``= sum_s stage_weights[s] * L_s``.
 
     Args:
@@ -166,7 +187,7 @@ def self_supervised_stereo_loss(left: torch.Tensor, right: torch.Tensor, stages:
         error, in_view = photometric_error_map(left, right, disparity, config.alpha)
         mask = valid * in_view
         appearance = masked_mean(error, mask)
-        loss = appearance + config.smoothness_weight * edge_aware_smoothness(disparity, left)
+        loss = appearance + config.smoothness_weight_of(index) * edge_aware_smoothness(disparity, left)
         if config.left_right_weight > 0 and right_stages is not None:
             # The right disparity seen from the left view: sample it at x - d.
             projected, _ = warp_right_to_left(right_stages[index], disparity, padding_mode="border")

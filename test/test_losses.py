@@ -97,3 +97,23 @@ def test_smoothness_does_not_reward_a_larger_mean_disparity():
     edge_aware_smoothness(disparity + offset, image).backward()
     # Adding a constant leaves the gradients of d unchanged; the loss must not pull the disparity up (or down).
     assert abs(offset.grad.item()) < 1e-6
+
+
+def test_per_stage_smoothness_weights_apply_to_their_own_stage():
+    left, right = _textured_pair(shift=4)
+    rough = torch.full((1, 1, 32, 64), 4.0)
+    rough[..., ::2, :] = 5.0  # a disparity that the smoothness term penalises
+    stages = [rough] * 4
+    plain = self_supervised_stereo_loss(left, right, stages, config=PhotometricLossConfig(smoothness_weight=0.0))
+    only_stage2 = self_supervised_stereo_loss(left, right, stages,
+                                              config=PhotometricLossConfig(smoothness_weight=(0, 0, 0.5, 0)))
+    added = [b - a for a, b in zip(plain.per_stage, only_stage2.per_stage)]
+    assert added[0] == added[1] == added[3] == 0
+    assert added[2] == pytest.approx(0.5 * edge_aware_smoothness(rough, left).item(), rel=1e-5)
+    # One number is every stage's weight.
+    same = self_supervised_stereo_loss(left, right, stages, config=PhotometricLossConfig(smoothness_weight=0.5))
+    assert same.per_stage[0] == pytest.approx(only_stage2.per_stage[2], rel=1e-6)
+    with pytest.raises(ValueError, match="one per stage"):
+        PhotometricLossConfig(smoothness_weight=(0.1, 0.2))
+    with pytest.raises(ValueError, match=">= 0"):
+        PhotometricLossConfig(smoothness_weight=(0.1, -0.2, 0.1, 0.1))

@@ -10,7 +10,8 @@ import torch
 from stereo_depth_ros.data.stereo_folder import StereoFolderDataset
 from stereo_depth_ros.losses import PhotometricLossConfig, self_supervised_stereo_loss
 from stereo_depth_ros.models.coarse_to_fine import CoarseToFineStereoNet, load_weights, save_weights
-from stereo_depth_ros.training.stereo_trainer import TrainStereoOptions, average_weights, train_stereo
+from stereo_depth_ros.training.stereo_trainer import (TrainStereoOptions, average_weights, freeze_stages_before,
+                                                      train_stereo)
 
 
 @pytest.fixture()
@@ -91,6 +92,45 @@ def test_train_stereo_command_rejects_bad_options(tmp_path, capsys):
     assert main(["train-stereo", "--data", str(tmp_path), "--out", str(tmp_path / "w.safetensors"),
                  "--disparity-shift", "4", "-4"]) == 2
     assert "shift_range" in capsys.readouterr().err
+    assert main(["train-stereo", "--data", str(tmp_path), "--out", str(tmp_path / "w.safetensors"),
+                 "--smoothness-weight", "0.1", "0.2"]) == 2
+    assert "--smoothness-weight takes one value or four" in capsys.readouterr().err
+    assert main(["train-stereo", "--data", str(tmp_path), "--out", str(tmp_path / "w.safetensors"),
+                 "--first-trained-stage", "2"]) == 2
+    assert "--init" in capsys.readouterr().err
+
+
+def test_fine_tuning_from_stage_2_leaves_stages_0_and_1_exactly_as_they_were(two_real_pairs, tmp_path):
+    start = tmp_path / "start.safetensors"
+    train_stereo(_options(two_real_pairs, start, steps=2))
+    tuned = tmp_path / "tuned.safetensors"
+    card = train_stereo(_options(two_real_pairs, tuned, steps=3, init=str(start), first_trained_stage=2,
+                                 smoothness_weight=(0.01, 0.01, 0.2, 0.2)))
+    assert card["options"]["first_trained_stage"] == 2
+    before, after = load_weights(start), load_weights(tuned)
+    changed = {key for key, value in after.state_dict().items() if not torch.equal(value, before.state_dict()[key])}
+    assert changed, "the stages from 2 on did not train"
+    assert all(key.startswith(("features.up4", "features.head4", "regularizers.2", "refinement"))
+               for key in changed), sorted(changed)  # weights and batch-norm statistics of stages 0, 1 kept
+    pair = StereoFolderDataset(two_real_pairs)[0]
+    left, right = pair["left"][None, :, :128, :160], pair["right"][None, :, :128, :160]
+    with torch.no_grad():
+        old, new = before(left, right), after(left, right)
+    for stage in (0, 1):
+        assert torch.equal(old[stage], new[stage])
+    assert not torch.equal(old[3], new[3])
+
+
+def test_freeze_stages_before_returns_the_trainable_parameters_and_checks_the_stage():
+    model = CoarseToFineStereoNet(max_disparity=32).train()
+    trainable = freeze_stages_before(model, 3)
+    assert {id(p) for p in trainable} == {id(p) for p in model.refinement.parameters()}
+    assert not model.features.down1.training and model.refinement.training
+    assert len(freeze_stages_before(CoarseToFineStereoNet(max_disparity=32), 0)) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="0..3"):
+        freeze_stages_before(model, 4)
+    with pytest.raises(ValueError, match="stage must be"):
+        model.stage_modules(-1)
 
 
 def test_average_weights_is_the_mean_of_every_float_tensor(tmp_path, capsys):

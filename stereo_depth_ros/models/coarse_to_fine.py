@@ -307,6 +307,26 @@ class CoarseToFineStereoNet(nn.Module):
             CostRegularizer(groups, c, n) for c, n in zip(cost_channels, cost_layers))
         self.refinement = GuidedRefinement(refine_channels)
 
+    def stage_modules(self, stage: int) -> list[nn.Module]:
+        """The sub-networks that stage ``stage`` adds to the ones before it.
+
+        Stage 0: the U-Net encoder and its 1/16 head, and the stage-0 cost regulariser; stage 1: the decoder level
+        and head at 1/8 and its regulariser; stage 2: the same at 1/4; stage 3: the refinement CNN. Stage ``s``'s
+        output depends only on the modules of stages ``0..s``, so freezing those of stages ``< s`` leaves their
+        outputs unchanged while ``s`` and later train (``train-stereo --first-trained-stage``).
+
+        Raises:
+            ValueError: for a stage outside ``0..NUM_STAGES - 1``.
+        """
+        f = self.features
+        modules = {0: [f.down1, f.down2, f.down3, f.down4, f.head16, self.regularizers[0]],
+                   1: [f.up8, f.head8, self.regularizers[1]],
+                   2: [f.up4, f.head4, self.regularizers[2]],
+                   3: [self.refinement]}
+        if stage not in modules:
+            raise ValueError(f"stage must be in 0..{NUM_STAGES - 1}, got {stage}")
+        return modules[stage]
+
     def forward(self, left: torch.Tensor, right: torch.Tensor, max_stage: int = NUM_STAGES - 1
                 ) -> list[torch.Tensor]:
         if not 0 <= max_stage < NUM_STAGES:

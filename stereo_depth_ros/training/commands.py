@@ -28,7 +28,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="CKPT", help="resume from a checkpoint (<out>.ckpt.safetensors)")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
     parser.add_argument("--max-disparity", type=int, default=256, help="search range in pixels (default 256)")
-    parser.add_argument("--smoothness-weight", type=float, default=0.01, help="edge-aware smoothness weight")
+    parser.add_argument("--smoothness-weight", type=float, nargs="+", default=[0.01], metavar="W",
+                        help="edge-aware smoothness weight: one for every stage, or four (one per stage) "
+                             "(default 0.01)")
+    parser.add_argument("--first-trained-stage", type=int, default=0, choices=range(4), metavar="S",
+                        help="train only stages S..3; the earlier stages keep the --init weights exactly "
+                             "(default 0 = train all)")
     parser.add_argument("--left-right-weight", type=float, default=0.0,
                         help="left-right consistency weight (0 = off; doubles the cost of a step)")
     parser.add_argument("--init", metavar="WEIGHTS",
@@ -65,12 +70,20 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.steps <= 0 or args.batch_size <= 0:
         raise ValueError("--steps and --batch-size must be positive")
+    if len(args.smoothness_weight) not in (1, 4):
+        raise ValueError(f"--smoothness-weight takes one value or four (one per stage), got "
+                         f"{len(args.smoothness_weight)}")
+    if args.first_trained_stage and not args.init:
+        raise ValueError("--first-trained-stage needs --init: the frozen stages must come from trained weights")
     options = TrainStereoOptions(
         data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
         scale_range=tuple(args.scale_range),
         disparity_shift=tuple(args.disparity_shift),
         lr=args.lr, seed=args.seed, resume=args.resume, checkpoint_every=args.checkpoint_every,
-        max_disparity=args.max_disparity, smoothness_weight=args.smoothness_weight,
+        max_disparity=args.max_disparity,
+        smoothness_weight=(args.smoothness_weight[0] if len(args.smoothness_weight) == 1
+                           else tuple(args.smoothness_weight)),
+        first_trained_stage=args.first_trained_stage,
         left_right_weight=args.left_right_weight, device=args.device, threads=args.threads,
         stop_at=args.stop_at, exclude=args.exclude, init=args.init, keep_weights=args.keep_weights)
     card = train_stereo(options)

@@ -21,7 +21,8 @@ import torch
 from stereo_depth_ros.data.stereo_folder import ScaredKeyframeDataset, read_pair_list
 from stereo_depth_ros.device import resolve_device
 from stereo_depth_ros.losses import PhotometricLossConfig, self_supervised_stereo_loss
-from stereo_depth_ros.models.coarse_to_fine import ARCHITECTURE, CoarseToFineStereoNet, load_weights, save_weights
+from stereo_depth_ros.models.coarse_to_fine import (ARCHITECTURE, NUM_STAGES, CoarseToFineStereoNet, load_weights,
+                                                    save_weights)
 
 CSV_FIELDS = ["step", "total", "stage0", "stage1", "stage2", "stage3", "appearance3", "lr", "seconds"]
 
@@ -40,7 +41,11 @@ class TrainStereoOptions:
         lr: Adam learning rate (cosine decay to 1 % of it). seed: random seed.
         resume: checkpoint to resume from (``<out>.ckpt.safetensors``), or None.
         checkpoint_every: steps between checkpoints. max_disparity: search range in pixels.
-        smoothness_weight, left_right_weight: loss weights (see :class:`PhotometricLossConfig`).
+        smoothness_weight, left_right_weight: loss weights (see :class:`PhotometricLossConfig`); the smoothness
+            weight is one number or one per stage.
+        first_trained_stage: train only stages ``>= first_trained_stage`` (0 = all): the modules of the earlier
+            stages (:meth:`CoarseToFineStereoNet.stage_modules`) keep their weights and batch-norm statistics, so
+            their outputs stay exactly those of ``init`` (fine-tuning the finer stages alone).
         device: "cpu", "cuda" or "auto". threads: CPU threads for PyTorch (0 = PyTorch's default).
         init: weights (safetensors) to start from instead of a random initialisation (fine-tuning); the model
             card records it.
@@ -63,8 +68,9 @@ class TrainStereoOptions:
     resume: str | None = None
     checkpoint_every: int = 200
     max_disparity: int = 256
-    smoothness_weight: float = 0.01
+    smoothness_weight: float | tuple[float, ...] = 0.01
     left_right_weight: float = 0.0
+    first_trained_stage: int = 0
     device: str = "auto"
     threads: int = 0
     stop_at: int | None = None
@@ -121,6 +127,25 @@ def learning_rate(step: int, options: TrainStereoOptions) -> float:
     return options.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def freeze_stages_before(model: CoarseToFineStereoNet, first_trained_stage: int) -> list[torch.nn.Parameter]:
+    """Freeze the modules of stages ``< first_trained_stage``; returns the parameters left to train.
+
+    Frozen modules get ``requires_grad = False`` and are put in eval mode, so their batch-norm layers use and keep
+    their running statistics. Call it again after every ``model.train()``.
+
+    Raises:
+        ValueError: for a stage outside ``0..NUM_STAGES - 1``.
+    """
+    if not 0 <= first_trained_stage < NUM_STAGES:
+        raise ValueError(f"first_trained_stage must be in 0..{NUM_STAGES - 1}, got {first_trained_stage}")
+    for stage in range(first_trained_stage):
+        for module in model.stage_modules(stage):
+            module.eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+    return [parameter for parameter in model.parameters() if parameter.requires_grad]
+
+
 def train_stereo(options: TrainStereoOptions) -> dict:
     """Train the coarse-to-fine network self-supervised; write weights, CSV, PNG, checkpoint and model card.
 
@@ -148,10 +173,12 @@ def train_stereo(options: TrainStereoOptions) -> dict:
     model = CoarseToFineStereoNet(max_disparity=options.max_disparity)
     if options.init:
         model.load_state_dict(load_weights(options.init).state_dict())
-    model = model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     loss_config = PhotometricLossConfig(smoothness_weight=options.smoothness_weight,
                                         left_right_weight=options.left_right_weight)
+    if options.first_trained_stage and not options.init:
+        raise ValueError("first_trained_stage > 0 freezes earlier stages: it needs init weights to start from")
+    model = model.to(device).train()
+    optimizer = torch.optim.Adam(freeze_stages_before(model, options.first_trained_stage), lr=options.lr)
     start_step, history = 0, []
     if options.resume:
         start_step, history = load_checkpoint(Path(options.resume), model, optimizer)
