@@ -11,7 +11,7 @@ from stereo_depth_ros.data.stereo_folder import StereoFolderDataset
 from stereo_depth_ros.losses import PhotometricLossConfig, self_supervised_stereo_loss
 from stereo_depth_ros.models.coarse_to_fine import CoarseToFineStereoNet, load_weights, save_weights
 from stereo_depth_ros.training.stereo_trainer import (TrainStereoOptions, average_weights, freeze_stages_before,
-                                                      train_stereo)
+                                                      initial_model, train_stereo)
 
 
 @pytest.fixture()
@@ -98,6 +98,9 @@ def test_train_stereo_command_rejects_bad_options(tmp_path, capsys):
     assert main(["train-stereo", "--data", str(tmp_path), "--out", str(tmp_path / "w.safetensors"),
                  "--first-trained-stage", "2"]) == 2
     assert "--init" in capsys.readouterr().err
+    assert main(["train-stereo", "--data", str(tmp_path), "--out", str(tmp_path / "w.safetensors"),
+                 "--cost-layers", "3", "0", "1"]) == 2
+    assert "--cost-layers must be at least 1" in capsys.readouterr().err
 
 
 def test_fine_tuning_from_stage_2_leaves_stages_0_and_1_exactly_as_they_were(two_real_pairs, tmp_path):
@@ -131,6 +134,29 @@ def test_freeze_stages_before_returns_the_trainable_parameters_and_checks_the_st
         freeze_stages_before(model, 4)
     with pytest.raises(ValueError, match="stage must be"):
         model.stage_modules(-1)
+
+
+def test_initial_model_adds_cost_layers_to_trained_stages_only(tmp_path):
+    torch.manual_seed(0)
+    start = CoarseToFineStereoNet(max_disparity=32, refine_channels=8)
+    save_weights(start, tmp_path / "start.safetensors")
+    options = TrainStereoOptions(data=[], out=str(tmp_path / "out.safetensors"), max_disparity=48,
+                                 init=str(tmp_path / "start.safetensors"), first_trained_stage=2,
+                                 cost_layers=(3, 2, 2))
+    model = initial_model(options)
+    # The init's configuration is kept (refine_channels 8), with the requested layers and search range.
+    assert model.config["refine_channels"] == 8 and model.config["cost_layers"] == [3, 2, 2]
+    assert model.max_disparity == 48
+    new = [key for key in model.state_dict() if key not in start.state_dict()]
+    assert new and all(key.startswith("regularizers.2.body.1.") for key in new)
+    for key, value in start.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    # Without init the layers apply to a random network; a new layer in a frozen stage is refused.
+    fresh = initial_model(TrainStereoOptions(data=[], out="unused", cost_layers=(2, 2, 2)))
+    assert fresh.config["cost_layers"] == [2, 2, 2]
+    with pytest.raises(ValueError, match="frozen stage"):
+        initial_model(TrainStereoOptions(data=[], out="unused", init=str(tmp_path / "start.safetensors"),
+                                         first_trained_stage=2, cost_layers=(3, 3, 1)))
 
 
 def test_average_weights_is_the_mean_of_every_float_tensor(tmp_path, capsys):

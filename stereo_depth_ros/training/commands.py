@@ -31,6 +31,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--smoothness-weight", type=float, nargs="+", default=[0.01], metavar="W",
                         help="edge-aware smoothness weight: one for every stage, or four (one per stage) "
                              "(default 0.01)")
+    parser.add_argument("--cost-layers", type=int, nargs=3, metavar=("N0", "N1", "N2"),
+                        help="3D-convolution layers of stages 0, 1, 2 (default: those of --init, else 3 2 1); "
+                             "layers --init lacks start random")
     parser.add_argument("--first-trained-stage", type=int, default=0, choices=range(4), metavar="S",
                         help="train only stages S..3; the earlier stages keep the --init weights exactly "
                              "(default 0 = train all)")
@@ -73,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
     if len(args.smoothness_weight) not in (1, 4):
         raise ValueError(f"--smoothness-weight takes one value or four (one per stage), got "
                          f"{len(args.smoothness_weight)}")
+    if args.cost_layers and min(args.cost_layers) < 1:
+        raise ValueError(f"--cost-layers must be at least 1 per stage, got {args.cost_layers}")
     if args.first_trained_stage and not args.init:
         raise ValueError("--first-trained-stage needs --init: the frozen stages must come from trained weights")
     options = TrainStereoOptions(
@@ -84,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         smoothness_weight=(args.smoothness_weight[0] if len(args.smoothness_weight) == 1
                            else tuple(args.smoothness_weight)),
         first_trained_stage=args.first_trained_stage,
+        cost_layers=tuple(args.cost_layers) if args.cost_layers else None,
         left_right_weight=args.left_right_weight, device=args.device, threads=args.threads,
         stop_at=args.stop_at, exclude=args.exclude, init=args.init, keep_weights=args.keep_weights)
     card = train_stereo(options)

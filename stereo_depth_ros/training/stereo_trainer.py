@@ -47,6 +47,8 @@ class TrainStereoOptions:
             stages (:meth:`CoarseToFineStereoNet.stage_modules`) keep their weights and batch-norm statistics, so
             their outputs stay exactly those of ``init`` (fine-tuning the finer stages alone).
         device: "cpu", "cuda" or "auto". threads: CPU threads for PyTorch (0 = PyTorch's default).
+        cost_layers: 3D-convolution layers of stages 0, 1, 2 (None = those of ``init``, or the network's
+            default); with ``init``, layers the init weights do not have start from a random initialisation.
         init: weights (safetensors) to start from instead of a random initialisation (fine-tuning); the model
             card records it.
         exclude: pair list file (see ``data.stereo_folder.read_pair_list``) of held-out pairs never trained on.
@@ -76,6 +78,7 @@ class TrainStereoOptions:
     stop_at: int | None = None
     exclude: str | None = None
     init: str | None = None
+    cost_layers: tuple[int, int, int] | None = None
     progress: bool = True
     keep_weights: bool = False
     extra: dict = field(default_factory=dict)
@@ -146,6 +149,34 @@ def freeze_stages_before(model: CoarseToFineStereoNet, first_trained_stage: int)
     return [parameter for parameter in model.parameters() if parameter.requires_grad]
 
 
+def initial_model(options: TrainStereoOptions) -> CoarseToFineStereoNet:
+    """The network a run starts from: a random one, or the ``init`` weights with their configuration.
+
+    ``options.cost_layers`` may give a stage more 3D convolutions than ``init`` has; tensors that ``init`` does not
+    have (by name and shape) keep their random initialisation, and they must belong to a stage that trains
+    (``>= first_trained_stage``).
+
+    Raises:
+        ValueError: if a new tensor belongs to a frozen stage.
+        WeightsError: for an unreadable ``init`` file.
+    """
+    overrides = {"cost_layers": list(options.cost_layers)} if options.cost_layers else {}
+    if not options.init:
+        return CoarseToFineStereoNet(max_disparity=options.max_disparity, **overrides)
+    source = load_weights(options.init)
+    model = CoarseToFineStereoNet(**dict(source.config, max_disparity=options.max_disparity, **overrides))
+    state, initial = model.state_dict(), source.state_dict()
+    new = [key for key, value in state.items() if key not in initial or initial[key].shape != value.shape]
+    frozen = {name + "." for name, module in model.named_modules()
+              for stage in range(options.first_trained_stage) for part in model.stage_modules(stage)
+              if module is part}
+    if any(key.startswith(tuple(frozen)) for key in new):
+        raise ValueError(f"--cost-layers changes a frozen stage (< {options.first_trained_stage}): "
+                         f"{[key for key in new if key.startswith(tuple(frozen))]}")
+    model.load_state_dict({key: value if key in new else initial[key] for key, value in state.items()})
+    return model
+
+
 def train_stereo(options: TrainStereoOptions) -> dict:
     """Train the coarse-to-fine network self-supervised; write weights, CSV, PNG, checkpoint and model card.
 
@@ -170,9 +201,7 @@ def train_stereo(options: TrainStereoOptions) -> dict:
                                     scale_range=tuple(options.scale_range),
                                     shift_range=tuple(options.disparity_shift),
                                     exclude=read_pair_list(options.exclude) if options.exclude else None)
-    model = CoarseToFineStereoNet(max_disparity=options.max_disparity)
-    if options.init:
-        model.load_state_dict(load_weights(options.init).state_dict())
+    model = initial_model(options)
     loss_config = PhotometricLossConfig(smoothness_weight=options.smoothness_weight,
                                         left_right_weight=options.left_right_weight)
     if options.first_trained_stage and not options.init:
