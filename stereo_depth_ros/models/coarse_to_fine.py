@@ -261,7 +261,8 @@ class CoarseToFineStereoNet(nn.Module):
         feature_channels: channels of the U-Net feature maps (divisible by ``groups``).
         groups: channel groups of the distance-based cost volume.
         cost_channels: 3D-convolution channels of stages 0, 1, 2.
-        cost_layers: 3D-convolution layers of stages 0, 1, 2.
+        cost_layers: 3D-convolution layers of stages 0, 1, 2 (the packaged weights use 3, 2, 2; their config is
+            stored in the weights file).
         residual_radius: residual search range of stages 1 and 2, pixels at their scale (1/8 and 1/4).
         refine_channels: channels of the stage-3 refinement CNN.
         inference_window: at inference (``eval()``), stage 0 uses a local soft-argmin that keeps this many

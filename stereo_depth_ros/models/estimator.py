@@ -7,7 +7,7 @@ in memory once per input size and stage count; both back-ends give the same disp
 Images narrower than 1280 px are enlarged before the network runs (see :func:`working_scale`). This is because the
 network's finest stage works at half its input resolution, and the packaged weights were trained on crops zoomed by
 a median 1.8x. On 640x480 and 720x288 pairs, running at about 2x brought the stage-3 EPE on BDIS synthetic from
-5.37 px to 4.81 px and the held-out photometric error from 0.0378 to 0.0345 (docs/stereo.md).
+5.34 px to 4.81 px and the held-out photometric error from 0.0378 to 0.0346 (docs/stereo.md).
 """
 
 from __future__ import annotations
