@@ -167,12 +167,12 @@ def initial_model(options: TrainStereoOptions) -> CoarseToFineStereoNet:
     model = CoarseToFineStereoNet(**dict(source.config, max_disparity=options.max_disparity, **overrides))
     state, initial = model.state_dict(), source.state_dict()
     new = [key for key, value in state.items() if key not in initial or initial[key].shape != value.shape]
-    frozen = {name + "." for name, module in model.named_modules()
-              for stage in range(options.first_trained_stage) for part in model.stage_modules(stage)
-              if module is part}
-    if any(key.startswith(tuple(frozen)) for key in new):
-        raise ValueError(f"--cost-layers changes a frozen stage (< {options.first_trained_stage}): "
-                         f"{[key for key in new if key.startswith(tuple(frozen))]}")
+    frozen_parts = [part for stage in range(options.first_trained_stage) for part in model.stage_modules(stage)]
+    frozen_prefixes = tuple(name + "." for name, module in model.named_modules()
+                            if any(module is part for part in frozen_parts))
+    changed_frozen = [key for key in new if key.startswith(frozen_prefixes)]
+    if changed_frozen:
+        raise ValueError(f"--cost-layers changes a frozen stage (< {options.first_trained_stage}): {changed_frozen}")
     model.load_state_dict({key: value if key in new else initial[key] for key, value in state.items()})
     return model
 
@@ -185,10 +185,16 @@ def train_stereo(options: TrainStereoOptions) -> dict:
 
     Raises:
         FileNotFoundError: if a data folder holds no stereo pairs.
-        ValueError: for invalid options (crop larger than an image, unknown device).
+        ValueError: for invalid options (crop larger than an image, unknown device, smoothness weights, a first
+            trained stage without init weights).
     """
     from tqdm import tqdm
 
+    # Options that need no file: checked before any data or weights are read.
+    loss_config = PhotometricLossConfig(smoothness_weight=options.smoothness_weight,
+                                        left_right_weight=options.left_right_weight)
+    if options.first_trained_stage and not options.init:
+        raise ValueError("first_trained_stage > 0 freezes earlier stages: it needs init weights to start from")
     if options.threads:
         torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
@@ -201,12 +207,7 @@ def train_stereo(options: TrainStereoOptions) -> dict:
                                     scale_range=tuple(options.scale_range),
                                     shift_range=tuple(options.disparity_shift),
                                     exclude=read_pair_list(options.exclude) if options.exclude else None)
-    model = initial_model(options)
-    loss_config = PhotometricLossConfig(smoothness_weight=options.smoothness_weight,
-                                        left_right_weight=options.left_right_weight)
-    if options.first_trained_stage and not options.init:
-        raise ValueError("first_trained_stage > 0 freezes earlier stages: it needs init weights to start from")
-    model = model.to(device).train()
+    model = initial_model(options).to(device).train()
     optimizer = torch.optim.Adam(freeze_stages_before(model, options.first_trained_stage), lr=options.lr)
     start_step, history = 0, []
     if options.resume:
