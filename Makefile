@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch is pinned: this version installs a CPU wheel; any other spec pulls gigabytes of CUDA packages.
 TORCH  := torch==2.13.0
-ROS_WHEELS := ros-rclpy ros-sensor-msgs ros-stereo-msgs ros-std-msgs ros-geometry-msgs ros-rmw-fastrtps-cpp
+ROS_WHEELS := ros-rclpy ros-sensor-msgs ros-stereo-msgs ros-std-msgs ros-geometry-msgs ros-diagnostic-msgs ros-rmw-fastrtps-cpp
 # Keep DDS discovery on this machine.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: $(BIN)/activate setup.py package.xml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet $(ROS_WHEELS)
-	$(BIN)/python -m pip install --quiet -e ".[onnx,test]"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -35,8 +35,12 @@ setup(
         "rosbags",
         "rosbags-image",
         "scikit-image",
+        # The fast CPU path (3-4x eager PyTorch, docs/benchmarks.md): a plain install must get it.
+        "onnx",
+        "onnxruntime",
     ],
-    extras_require={"onnx": ["onnx", "onnxruntime"], "test": ["pytest"]},
+    # "onnx" stays as an empty extra so that existing `pip install .[onnx]` commands keep working.
+    extras_require={"onnx": [], "test": ["pytest", "import-linter"]},
     zip_safe=True,
     maintainer="stereo_depth_ros maintainers",
     maintainer_email="maintainers@stereo-depth-ros.invalid",

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stereo_depth_ros.data.stereo_folder import black_border_mask, match_folders, path_in_list, read_image_bgr, \
-    read_pair_list
+from stereo_depth_ros.data.stereo_folder import black_border_mask, path_in_list, read_pair_list
 from stereo_depth_ros.evaluation.datasets import default_data_root, open_dataset
 from stereo_depth_ros.evaluation.commands import add_input_scale_option
+from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
 from stereo_depth_ros.evaluation.metrics import masked_mean, photometric_error_image, scored_mask, stereo_metrics
 from stereo_depth_ros.models.estimator import CoarseToFineEstimator
 from stereo_depth_ros.models.sgbm import SGBMEstimator
@@ -59,7 +59,7 @@ def photometric_held_out(network, sgbm, data_root: Path, pair_list: Path) -> dic
     pairs = []
     for set_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         folder = set_dir / "images_rectified"
-        pairs += [pair for pair in match_folders(folder / "left", folder / "right") if path_in_list(pair[0], entries)]
+        pairs += [pair for pair in pair_stereo_folders(folder / "left", folder / "right") if path_in_list(pair[0], entries)]
     per_pair = []
     for left_path, right_path in tqdm(pairs, desc="held-out in-vivo", file=sys.stderr):
         left, right = read_image_bgr(left_path), read_image_bgr(right_path)

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stereo_depth_ros.data.stereo_folder import list_images, natural_key, read_image_bgr
+from stereo_depth_ros.images import natural_key, pair_stereo_folders, read_image_bgr
 from stereo_depth_ros.evaluation.readers import DISPARITY_SUFFIXES, decode_bdis_depth, read_disparity, read_pfm
 from stereo_depth_ros.geometry import StereoCalibration, disparity_to_depth
 from stereo_depth_ros.yaml_files import read_yaml
@@ -525,26 +525,6 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
 # ----------------------------------------------------------------------------------------------- folders
 
 
-def match_stereo_folders(left_dir: str | Path, right_dir: str | Path) -> list[tuple[Path, Path]]:
-    """Pair left and right images by file name, in natural order.
-
-    Raises:
-        FileNotFoundError: if a folder does not exist.
-        ValueError: if a folder has no image, or the two folders do not hold the same file names (the message
-            lists some names found on one side only).
-    """
-    lefts = list_images(left_dir, "left image")
-    rights = {p.name: p for p in list_images(right_dir, "right image")}
-    left_names = {p.name for p in lefts}
-    only_left = sorted(left_names - rights.keys(), key=lambda n: natural_key(Path(n)))
-    only_right = sorted(rights.keys() - left_names, key=lambda n: natural_key(Path(n)))
-    if only_left or only_right:
-        raise ValueError(f"left folder {left_dir} and right folder {right_dir} do not hold the same file names: "
-                         f"only left: {only_left[:5]}{' ...' if len(only_left) > 5 else ''}, "
-                         f"only right: {only_right[:5]}{' ...' if len(only_right) > 5 else ''}")
-    return [(p, rights[p.name]) for p in lefts]
-
-
 def match_ground_truth(images: Sequence[Path], gt_dir: str | Path, suffixes: Sequence[str], what: str
                        ) -> list[Path]:
     """Ground-truth files for the left images: by file stem when every image has a file of the same stem,
@@ -655,7 +635,7 @@ def make_bag_from_folders(left_dir: str | Path, right_dir: str | Path, out: str 
         ValueError: for mismatched file names, a missing or double calibration, both ground-truth kinds, sizes
             that disagree, or an existing output.
     """
-    pairs = match_stereo_folders(left_dir, right_dir)
+    pairs = pair_stereo_folders(left_dir, right_dir)
     first = read_image_bgr(pairs[0][0])
     height, width = first.shape[:2]
     if camera_info_yamls is not None:

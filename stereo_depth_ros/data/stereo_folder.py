@@ -7,7 +7,6 @@ overriding :meth:`StereoFolderDataset.find_pairs` (see :class:`ScaredKeyframeDat
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import cv2
@@ -15,39 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def natural_key(path: Path) -> list:
-    """Sort key that orders ``2.png`` before ``10.png``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
-def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR, what: str = "image") -> np.ndarray:
-    """Read an image file with OpenCV (``flags`` as ``cv2.imread``); ``what`` names the file in errors.
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-        ValueError: if OpenCV cannot decode it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} does not exist")
-    image = cv2.imread(str(path), flags)
-    if image is None:
-        raise ValueError(f"{what} file {path} could not be decoded")
-    return image
-
-
-def read_image_bgr(path: str | Path) -> np.ndarray:
-    """Read an 8-bit colour image as (H, W, 3) uint8 BGR (grey images are expanded to three channels).
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-        ValueError: if OpenCV cannot decode it.
-    """
-    return read_image(path, cv2.IMREAD_COLOR)
-
+from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
 
 def black_border_mask(image_bgr: np.ndarray, threshold: int = 12, erode: int = 3) -> np.ndarray:
     """Mask of the active image area: False on near-black regions connected to the image border.
@@ -127,7 +94,7 @@ class StereoFolderDataset(Dataset):
         for left_dir, right_dir in ((root / "left", root / "right"),
                                     (root / "images_rectified" / "left", root / "images_rectified" / "right")):
             if left_dir.is_dir() and right_dir.is_dir():
-                return match_folders(left_dir, right_dir)
+                return pair_stereo_folders(left_dir, right_dir)
         raise FileNotFoundError(f"{root} has neither left/ and right/ nor images_rectified/left and "
                                 f"images_rectified/right folders")
 
@@ -168,7 +135,7 @@ class ScaredKeyframeDataset(StereoFolderDataset):
 
     def find_pairs(self, root: Path) -> list[tuple[Path, Path]]:
         if (root / "img_left").is_dir() and (root / "img_right").is_dir():
-            return match_folders(root / "img_left", root / "img_right")
+            return pair_stereo_folders(root / "img_left", root / "img_right")
         return super().find_pairs(root)
 
 
@@ -188,40 +155,6 @@ def path_in_list(path: Path, entries: list[str]) -> bool:
     """True if ``path`` ends with one of ``entries`` (compared as POSIX paths, whole components only)."""
     posix = "/" + path.as_posix()
     return any(posix.endswith("/" + entry.strip("/")) for entry in entries)
-
-
-def list_images(folder: str | Path, what: str = "image") -> list[Path]:
-    """Image files (png, jpg, bmp, tif) of a folder in natural order (``2.png`` before ``10.png``).
-
-    Raises:
-        FileNotFoundError: if the folder does not exist.
-        ValueError: if it holds no image.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{what} folder {folder} does not exist")
-    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                   key=natural_key)
-    if not files:
-        raise ValueError(f"{what} folder {folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
-    return files
-
-
-def match_folders(left_dir: Path, right_dir: Path) -> list[tuple[Path, Path]]:
-    """Pair the images of two folders by file name.
-
-    Raises:
-        FileNotFoundError: if a left image has no right image of the same name, or a folder does not exist.
-        ValueError: if the left folder holds no image.
-    """
-    lefts = list_images(left_dir, "left image")
-    pairs = []
-    for left in lefts:
-        right = right_dir / left.name
-        if not right.is_file():
-            raise FileNotFoundError(f"left image {left} has no right image {right}")
-        pairs.append((left, right))
-    return pairs
 
 
 def check_shift_range(shift_range) -> tuple[int, int]:

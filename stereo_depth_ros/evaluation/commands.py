@@ -171,7 +171,7 @@ def _print_json(document: dict) -> None:
 
 
 def _run_eval_pair(args: argparse.Namespace) -> int:
-    from stereo_depth_ros.data.stereo_folder import read_image_bgr
+    from stereo_depth_ros.images import read_image_bgr
     from stereo_depth_ros.evaluation.evaluate import evaluate_pair, markdown_table
     from stereo_depth_ros.evaluation.figures import save_disparity_figure
     from stereo_depth_ros.evaluation.readers import read_disparity, read_middlebury2003_disparity

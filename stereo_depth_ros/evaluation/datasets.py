@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from stereo_depth_ros.data.stereo_folder import IMAGE_SUFFIXES, natural_key, read_image_bgr
+from stereo_depth_ros.images import IMAGE_SUFFIXES, natural_key, read_image_bgr
 from stereo_depth_ros.evaluation.readers import (DISPARITY_SUFFIXES, decode_bdis_depth, read_disparity,
                                                  read_mask, read_middlebury2003_disparity)
 

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import torch
 
+from stereo_depth_ros.images import bgr_to_tensor
 from stereo_depth_ros.losses import photometric_error_map
 
 METRIC_KEYS = ("epe_px", "bad2_pct", "d1_pct", "density_pct", "mae_mm", "rmse_mm")
@@ -232,12 +233,8 @@ def photometric_error_image(left_bgr: np.ndarray, right_bgr: np.ndarray, dispari
     if not np.any(valid):
         return np.full(disparity.shape, np.nan, dtype=np.float32)
 
-    def to_tensor(image: np.ndarray) -> torch.Tensor:
-        rgb = np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
-        return torch.from_numpy(rgb)[None]
-
     with torch.inference_mode():
-        error, _ = photometric_error_map(to_tensor(left_bgr), to_tensor(right_bgr),
+        error, _ = photometric_error_map(bgr_to_tensor(left_bgr), bgr_to_tensor(right_bgr),
                                          torch.from_numpy(fill_row_holes(disparity))[None, None], alpha)
     error = error[0, 0].numpy().astype(np.float32)
     error[~valid] = np.nan

@@ -207,7 +207,7 @@ def read_mask(path: str | Path, threshold: int = 255) -> np.ndarray:
 
 
 def _read_image_unchanged(path: str | Path, what: str) -> np.ndarray:
-    from stereo_depth_ros.data.stereo_folder import read_image
+    from stereo_depth_ros.images import read_image
 
     return read_image(path, cv2.IMREAD_UNCHANGED, what)
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from stereo_depth_ros.images import bgr_to_tensor
 from stereo_depth_ros.models.base import check_stereo_pair
 from stereo_depth_ros.models.coarse_to_fine import NUM_STAGES, CoarseToFineStereoNet, load_weights
 from stereo_depth_ros.device import resolve_device
@@ -159,7 +160,7 @@ class CoarseToFineEstimator:
                                    for image in (left_bgr, right_bgr))
         x_scale = work_width / width
         model = self._working_model(math.ceil(self.max_disparity * x_scale))
-        outputs = self._run(model, to_tensor(left_bgr), to_tensor(right_bgr), stage)
+        outputs = self._run(model, bgr_to_tensor(left_bgr), bgr_to_tensor(right_bgr), stage)
         if (work_height, work_width) == (height, width):
             return outputs
         interpolation = cv2.INTER_AREA if enlarge else cv2.INTER_LINEAR
@@ -184,12 +185,6 @@ class CoarseToFineEstimator:
             self._working_models[max_disparity] = _with_max_disparity(self.model, max_disparity).to(
                 self.device, torch.float16 if self.half else torch.float32).eval()
         return self._working_models[max_disparity]
-
-
-def to_tensor(image_bgr: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 BGR -> (1, 3, H, W) float32 RGB in [0, 1] (what the network was trained on)."""
-    rgb = np.ascontiguousarray(image_bgr[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
-    return torch.from_numpy(rgb)[None]
 
 
 class _Stages(torch.nn.Module):
