@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
-class StereoCalibration:
+class StereoCameraModel:
     """Calibration of a rectified stereo pair, as a ROS ``camera_info`` pair carries it.
 
     Attributes:
@@ -103,7 +103,7 @@ def depth_to_disparity(depth: np.ndarray, focal_px: float, baseline_m: float) ->
     return disparity.astype(np.float32)
 
 
-def reproject_disparity_to_points(disparity: np.ndarray, calibration: StereoCalibration,
+def reproject_disparity_to_points(disparity: np.ndarray, calibration: StereoCameraModel,
                                   min_depth: float = 0.0, max_depth: float = float("inf")) -> np.ndarray:
     """Reproject a left disparity map to an organised point cloud in the left optical frame (REP-103).
 

@@ -14,10 +14,10 @@ from rosbags.rosbag2 import Reader
 from stereo_depth_ros import cli
 from stereo_depth_ros.data import bags
 from stereo_depth_ros.evaluation.readers import write_pfm
-from stereo_depth_ros.geometry import StereoCalibration
+from stereo_depth_ros.geometry import StereoCameraModel
 
 START_NS = 1_700_000_000_000_000_000
-CALIBRATION = StereoCalibration(focal_px=248.7445, cx=77.8, cy=63.7, baseline_m=0.193001)
+CALIBRATION = StereoCameraModel(focal_px=248.7445, cx=77.8, cy=63.7, baseline_m=0.193001)
 
 
 def read_all(path: Path) -> dict[str, list]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from stereo_depth_ros.geometry import (StereoCalibration, depth_to_disparity, disparity_to_depth,
+from stereo_depth_ros.geometry import (StereoCameraModel, depth_to_disparity, disparity_to_depth,
                                        reproject_disparity_to_points, warp_right_to_left)
 
 
@@ -35,7 +35,7 @@ def test_invalid_calibration_is_rejected(focal, baseline):
 
 
 def test_reprojection_matches_pinhole_model():
-    calibration = StereoCalibration(focal_px=500.0, cx=2.0, cy=1.0, baseline_m=0.1)
+    calibration = StereoCameraModel(focal_px=500.0, cx=2.0, cy=1.0, baseline_m=0.1)
     disparity = np.full((3, 5), 25.0, dtype=np.float32)
     disparity[0, 0] = -1.0
     points = reproject_disparity_to_points(disparity, calibration)
@@ -48,7 +48,7 @@ def test_reprojection_matches_pinhole_model():
 def test_reprojection_agrees_with_opencv():
     import cv2
 
-    calibration = StereoCalibration(focal_px=700.0, cx=30.0, cy=20.0, baseline_m=0.05)
+    calibration = StereoCameraModel(focal_px=700.0, cx=30.0, cy=20.0, baseline_m=0.05)
     disparity = np.random.default_rng(1).uniform(5, 40, (40, 60)).astype(np.float32)
     q = np.array([[1, 0, 0, -30.0], [0, 1, 0, -20.0], [0, 0, 0, 700.0], [0, 0, 1 / 0.05, 0]])
     expected = cv2.reprojectImageTo3D(disparity, q)

@@ -13,7 +13,7 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from stereo_depth_ros.geometry import StereoCalibration, reproject_disparity_to_points  # noqa: E402
+from stereo_depth_ros.geometry import StereoCameraModel, reproject_disparity_to_points  # noqa: E402
 from stereo_depth_ros.ros import conversions  # noqa: E402
 from stereo_depth_ros.ros.conversions import InputError  # noqa: E402
 
@@ -172,7 +172,7 @@ def test_disparity_image_is_filled_like_stereo_image_proc():
 
 def test_point_cloud2_layout_values_and_colours(motorcycle_small):
     left, _, gt_disparity = motorcycle_small
-    calibration = StereoCalibration(focal_px=400.0, cx=92.0, cy=62.0, baseline_m=0.12)
+    calibration = StereoCameraModel(focal_px=400.0, cx=92.0, cy=62.0, baseline_m=0.12)
     points = reproject_disparity_to_points(gt_disparity, calibration)
     msg = conversions.make_point_cloud2(points, HEADER, left)
     h, w = left.shape[:2]

@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from stereo_msgs.msg import DisparityImage  # noqa: E402
 
-from stereo_depth_ros.geometry import StereoCalibration, reproject_disparity_to_points  # noqa: E402
+from stereo_depth_ros.geometry import StereoCameraModel, reproject_disparity_to_points  # noqa: E402
 from stereo_depth_ros.models.coarse_to_fine import WeightsError  # noqa: E402
 from stereo_depth_ros.models.sgbm import SGBMEstimator  # noqa: E402
 from stereo_depth_ros.ros import conversions  # noqa: E402
@@ -191,7 +191,7 @@ def test_sgbm_node_publishes_disparity_depth_and_points(rig_factory, motorcycle_
     assert (cloud_msg.point_step, cloud_msg.row_step, cloud_msg.is_dense) == (16, 16 * disparity.shape[1], False)
     assert [(f.name, f.offset) for f in cloud_msg.fields] == [("x", 0), ("y", 4), ("z", 8), ("rgb", 12)]
     cloud = conversions.point_cloud2_to_array(cloud_msg)
-    calibration = StereoCalibration(FOCAL_PX, 92.0, 62.0, BASELINE_M)
+    calibration = StereoCameraModel(FOCAL_PX, 92.0, 62.0, BASELINE_M)
     points = reproject_disparity_to_points(disparity, calibration)
     for i, axis in enumerate("xyz"):
         np.testing.assert_allclose(cloud[axis][valid], points[..., i][valid], rtol=1e-6)

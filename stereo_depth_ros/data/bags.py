@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from stereo_depth_ros.images import natural_key, pair_stereo_folders, read_image_bgr
 from stereo_depth_ros.evaluation.readers import DISPARITY_SUFFIXES, decode_bdis_depth, read_disparity, read_pfm
-from stereo_depth_ros.geometry import StereoCalibration, disparity_to_depth
+from stereo_depth_ros.geometry import StereoCameraModel, disparity_to_depth
 from stereo_depth_ros.yaml_files import read_yaml
 
 STEREO_NAMESPACE = "/stereo"
@@ -149,9 +149,9 @@ class CameraInfoData:
                    distortion_model=str(content.get("distortion_model", "plumb_bob")))
 
 
-def stereo_camera_infos(calibration: StereoCalibration, width: int, height: int
+def stereo_camera_infos(calibration: StereoCameraModel, width: int, height: int
                         ) -> tuple[CameraInfoData, CameraInfoData]:
-    """camera_info of a rectified pair from a :class:`StereoCalibration` (no distortion, identity R).
+    """camera_info of a rectified pair from a :class:`StereoCameraModel` (no distortion, identity R).
 
     Both cameras get ``K = [fx 0 cx; 0 fy cy; 0 0 1]`` and ``P = [fx 0 cx Tx; 0 fy cy 0; 0 0 1 0]`` with
     ``Tx = 0`` on the left and ``Tx = -fx * B`` on the right (REP-104, as ``stereo_image_proc`` expects).
@@ -172,7 +172,7 @@ def stereo_camera_infos(calibration: StereoCalibration, width: int, height: int
     return (CameraInfoData(width, height, k, zeros, r, left_p), CameraInfoData(width, height, k, zeros, r, right_p))
 
 
-def calibration_from_camera_infos(left: CameraInfoData, right: CameraInfoData) -> StereoCalibration:
+def calibration_from_camera_infos(left: CameraInfoData, right: CameraInfoData) -> StereoCameraModel:
     """The rectified-pair calibration in a camera_info pair: ``f = P_left[0]``, ``B = -P_right[3] / P_right[0]``.
 
     Raises:
@@ -184,7 +184,7 @@ def calibration_from_camera_infos(left: CameraInfoData, right: CameraInfoData) -
     if right.p[0] <= 0 or right.p[3] >= 0:
         raise ValueError(f"right camera_info P[3] must be -fx * baseline < 0 (REP-104), got P[0]={right.p[0]}, "
                          f"P[3]={right.p[3]}; are the left and right calibration files swapped?")
-    return StereoCalibration(focal_px=left.p[0], cx=left.p[2], cy=left.p[6], baseline_m=-right.p[3] / right.p[0],
+    return StereoCameraModel(focal_px=left.p[0], cx=left.p[2], cy=left.p[6], baseline_m=-right.p[3] / right.p[0],
                              focal_y_px=left.p[5])
 
 
@@ -317,7 +317,7 @@ class StereoBagSummary:
     topics: dict[str, tuple[str, int]]
     width: int = 0
     height: int = 0
-    calibration: StereoCalibration | None = None
+    calibration: StereoCameraModel | None = None
     start_ns: int = 0
     end_ns: int = 0
     has_gt_depth: bool = False
@@ -450,7 +450,7 @@ class StereoBagWriter:
 
 
 def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Iterable[np.ndarray],
-                     calibration: StereoCalibration | tuple[CameraInfoData, CameraInfoData],
+                     calibration: StereoCameraModel | tuple[CameraInfoData, CameraInfoData],
                      gt_depths: Iterable[np.ndarray | None] | None = None, rate_hz: float = 10.0,
                      frame_id: str = LEFT_FRAME_ID, start_stamp_ns: int | None = None, overwrite: bool = False,
                      total: int | None = None, progress: bool = False) -> StereoBagSummary:
@@ -459,7 +459,7 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
     Args:
         out: bag folder to create.
         lefts, rights: (H, W, 3) uint8 BGR images (or (H, W) uint8 grey), rectified, same count.
-        calibration: a :class:`StereoCalibration` (camera_info made by :func:`stereo_camera_infos` for the
+        calibration: a :class:`StereoCameraModel` (camera_info made by :func:`stereo_camera_infos` for the
             first image's size) or a ``(left, right)`` :class:`CameraInfoData` pair.
         gt_depths: optional ground-truth depths, (H, W) float metres, NaN where unknown, one per frame.
         rate_hz: frame rate; frame ``i`` is stamped ``start + i / rate_hz`` seconds.
@@ -487,7 +487,7 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
     first_left = next(left_iter, sentinel)
     if first_left is sentinel:
         raise ValueError("no stereo pairs to write")
-    if isinstance(calibration, StereoCalibration):
+    if isinstance(calibration, StereoCameraModel):
         infos = stereo_camera_infos(calibration, width=first_left.shape[1], height=first_left.shape[0])
     else:
         infos = calibration
@@ -650,7 +650,7 @@ def make_bag_from_folders(left_dir: str | Path, right_dir: str | Path, out: str 
         if focal_px is None or baseline_m is None:
             raise ValueError("a calibration is needed: camera_info YAML files (left, right) or a focal length in "
                              "pixels and a baseline in metres")
-        calibration = StereoCalibration(focal_px=float(focal_px), baseline_m=float(baseline_m),
+        calibration = StereoCameraModel(focal_px=float(focal_px), baseline_m=float(baseline_m),
                                         cx=width / 2.0 if cx is None else float(cx),
                                         cy=height / 2.0 if cy is None else float(cy))
         infos = stereo_camera_infos(calibration, width, height)
@@ -680,10 +680,10 @@ def make_bag_from_folders(left_dir: str | Path, right_dir: str | Path, out: str 
 #: (311.193, 254.877) px, baseline 193.001 mm. Its ``doffs`` of 31.086 px (the principal points of the two
 #: cameras differ) is *not* used: this package's depth is ``Z = f * B / d``, so the ground-truth depth of the demo
 #: is defined the same way, which makes it comparable with the node's depth, not the scene's metric depth.
-MOTORCYCLE_CALIBRATION = StereoCalibration(focal_px=994.978, cx=311.193, cy=254.877, baseline_m=0.193001)
+MOTORCYCLE_CALIBRATION = StereoCameraModel(focal_px=994.978, cx=311.193, cy=254.877, baseline_m=0.193001)
 
 
-def motorcycle_pair(scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, StereoCalibration]:
+def motorcycle_pair(scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, StereoCameraModel]:
     """scikit-image's real Middlebury 2014 Motorcycle pair with ground truth, optionally downscaled.
 
     Args:
@@ -693,7 +693,7 @@ def motorcycle_pair(scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndar
     Returns:
         ``(left_bgr, right_bgr, gt_depth_m, calibration)``: (H, W, 3) uint8 BGR images (500x741 at scale 1),
         (H, W) float32 ground-truth depth ``Z = f * B / d`` in metres with NaN where the disparity is unknown,
-        and the :class:`StereoCalibration` (see :data:`MOTORCYCLE_CALIBRATION`).
+        and the :class:`StereoCameraModel` (see :data:`MOTORCYCLE_CALIBRATION`).
 
     Raises:
         ValueError: if ``scale`` is not in (0, 1].
@@ -713,7 +713,7 @@ def motorcycle_pair(scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndar
         right = cv2.resize(right, size, interpolation=cv2.INTER_AREA)
         # nearest keeps unknown (NaN) pixels from bleeding into their neighbours
         disparity = cv2.resize(disparity, size, interpolation=cv2.INTER_NEAREST) * np.float32(scale)
-    calibration = StereoCalibration(focal_px=base.focal_px * scale, cx=base.cx * scale, cy=base.cy * scale,
+    calibration = StereoCameraModel(focal_px=base.focal_px * scale, cx=base.cx * scale, cy=base.cy * scale,
                                     baseline_m=base.baseline_m)
     depth = disparity_to_depth(disparity, calibration.focal_px, calibration.baseline_m)
     return left, right, depth, calibration

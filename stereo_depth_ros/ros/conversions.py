@@ -32,7 +32,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOf
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from stereo_depth_ros.geometry import StereoCalibration
+from stereo_depth_ros.geometry import StereoCameraModel
 
 try:  # cv_bridge is optional: our own decoder below has the same semantics for the encodings we accept.
     from cv_bridge import CvBridge as _CvBridge
@@ -242,7 +242,7 @@ class StereoCameraInfo:
         problem: None, or why there is no calibration, naming the field.
     """
 
-    calibration: StereoCalibration | None
+    calibration: StereoCameraModel | None
     focal_px: float
     baseline_m: float
     principal_point_offset_px: float
@@ -282,7 +282,7 @@ def camera_info_calibration(left: CameraInfo, right: CameraInfo) -> StereoCamera
         return _uncalibrated(f"right camera_info field 'p': P[3] (Tx = -fx * baseline) = {tx} is positive, i.e. "
                              f"the 'right' camera is left of the left one (left and right swapped?)")
     baseline = -tx / p_right[0]
-    calibration = StereoCalibration(focal_px=float(p_left[0]), cx=float(p_left[2]), cy=float(p_left[6]),
+    calibration = StereoCameraModel(focal_px=float(p_left[0]), cx=float(p_left[2]), cy=float(p_left[6]),
                                     baseline_m=float(baseline), focal_y_px=float(p_left[5]))
     return StereoCameraInfo(calibration=calibration, focal_px=float(p_left[0]), baseline_m=float(baseline),
                             principal_point_offset_px=float(p_left[2] - p_right[2]), problem=None)
