@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stereo_depth_ros.commands.evaluation import add_input_scale_option
 from stereo_depth_ros.data.stereo_folder import black_border_mask, path_in_list, read_pair_list
 from stereo_depth_ros.evaluation.datasets import default_data_root, open_dataset
-from stereo_depth_ros.evaluation.commands import add_input_scale_option
-from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
 from stereo_depth_ros.evaluation.metrics import masked_mean, photometric_error_image, scored_mask, stereo_metrics
-from stereo_depth_ros.models.estimator import CoarseToFineEstimator
-from stereo_depth_ros.models.sgbm import SGBMEstimator
+from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
+from stereo_depth_ros.models.registry import create_estimator
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("epe_px", "bad2_pct", "d1_pct", "mae_mm", "rmse_mm")
@@ -59,7 +58,8 @@ def photometric_held_out(network, sgbm, data_root: Path, pair_list: Path) -> dic
     pairs = []
     for set_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         folder = set_dir / "images_rectified"
-        pairs += [pair for pair in pair_stereo_folders(folder / "left", folder / "right") if path_in_list(pair[0], entries)]
+        pairs += [pair for pair in pair_stereo_folders(folder / "left", folder / "right")
+                  if path_in_list(pair[0], entries)]
     per_pair = []
     for left_path, right_path in tqdm(pairs, desc="held-out in-vivo", file=sys.stderr):
         left, right = read_image_bgr(left_path), read_image_bgr(right_path)
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown-out", type=Path)
     args = parser.parse_args(argv)
     data_root = args.data_root or default_data_root()
-    network = CoarseToFineEstimator(weights=args.weights, device="cpu", input_scale=args.input_scale)
-    sgbm = SGBMEstimator(num_disparities=args.sgbm_disparities)
+    network = create_estimator("coarse-to-fine", weights=args.weights, device="cpu", input_scale=args.input_scale)
+    sgbm = create_estimator("sgbm", max_disparity=args.sgbm_disparities)
     report = {"weights": str(network.weights_path), "sgbm_disparities": args.sgbm_disparities,
               "network_max_disparity": network.max_disparity,
               "network_input_scale": "auto" if args.input_scale is None else args.input_scale,

@@ -23,11 +23,10 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from stereo_depth_ros.evaluation.commands import add_input_scale_option
+from stereo_depth_ros.commands.evaluation import add_input_scale_option
 from stereo_depth_ros.evaluation.datasets import open_dataset
 from stereo_depth_ros.evaluation.metrics import scored_mask
-from stereo_depth_ros.models.estimator import CoarseToFineEstimator
-from stereo_depth_ros.models.sgbm import SGBMEstimator
+from stereo_depth_ros.models.registry import create_estimator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.every < 1 or len(args.bins) < 2 or np.any(np.diff(args.bins) <= 0):
         parser.error("--every must be >= 1, --bins at least two increasing edges")
 
-    network = CoarseToFineEstimator(weights=args.weights, input_scale=args.input_scale)
-    sgbm = SGBMEstimator(num_disparities=args.sgbm_disparities)
+    network = create_estimator("coarse-to-fine", weights=args.weights, input_scale=args.input_scale)
+    sgbm = create_estimator("sgbm", max_disparity=args.sgbm_disparities)
     bins = np.asarray(args.bins)
     labels = [f"stage {i}" for i in range(network.num_stages)] + ["sgbm"]
     sums = {label: np.zeros((len(bins) - 1, 2)) for label in labels}  # per bin: sum |error|, sum error

@@ -1,7 +1,9 @@
 """The ``stereo-depth-ros`` command: training, evaluation, benchmarks, bags, replay and the demo.
 
-Each group of sub-commands lives beside the code it drives and registers itself through an ``add_commands(sub)``
-function; this module only assembles them, so ``stereo-depth-ros --help`` lists everything.
+Each group of sub-commands registers itself through an ``add_commands(sub)`` function: training and ROS commands
+beside the code they drive, evaluation and benchmark commands (which build models through the registry) in the top
+layer :mod:`stereo_depth_ros.commands`. This module only assembles them, so ``stereo-depth-ros --help`` lists
+everything.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 
 COMMAND_MODULES = (
     "stereo_depth_ros.training.commands",
-    "stereo_depth_ros.evaluation.commands",
+    "stereo_depth_ros.commands.evaluation",
     "stereo_depth_ros.ros.commands",
 )
 

@@ -92,6 +92,31 @@ def pair_stereo_folders(left_dir: str | Path, right_dir: str | Path) -> list[tup
     return [(p, rights[p.name]) for p in lefts]
 
 
+def check_stereo_pair(left_bgr: np.ndarray, right_bgr: np.ndarray) -> None:
+    """Validate a rectified stereo pair: two (H, W, 3) uint8 BGR arrays of the same, non-empty size.
+
+    Raises:
+        ValueError: naming the side and the problem (type, shape, dtype, empty, size mismatch).
+
+    Example:
+        >>> check_stereo_pair(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 4, 3), np.uint8))
+        Traceback (most recent call last):
+        ...
+        ValueError: left and right images differ in size: (2, 3) vs (2, 4)
+    """
+    for side, image in (("left", left_bgr), ("right", right_bgr)):
+        if not isinstance(image, np.ndarray):
+            raise ValueError(f"{side} image must be a numpy array, got {type(image).__name__}")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"{side} image must be (H, W, 3) BGR, got shape {image.shape}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"{side} image must be uint8, got {image.dtype}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"{side} image is empty (shape {image.shape})")
+    if left_bgr.shape != right_bgr.shape:
+        raise ValueError(f"left and right images differ in size: {left_bgr.shape[:2]} vs {right_bgr.shape[:2]}")
+
+
 def bgr_to_tensor(image_bgr: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 BGR (OpenCV order) -> (1, 3, H, W) float32 RGB in [0, 1], what the networks take.
 

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from stereo_depth_ros.evaluation.datasets import load_skimage_motorcycle
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache_folder(tmp_path_factory) -> Path:
+    """Exported ONNX graphs go to a folder of this test session, never to the user's ~/.cache (and no test passes
+    because of a graph an earlier run left there)."""
+    folder = tmp_path_factory.mktemp("onnx_cache")
+    previous = os.environ.get("STEREO_DEPTH_ROS_CACHE")
+    os.environ["STEREO_DEPTH_ROS_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("STEREO_DEPTH_ROS_CACHE", None)
+    else:
+        os.environ["STEREO_DEPTH_ROS_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -22,20 +38,14 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def motorcycle() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-image's Middlebury 2014 Motorcycle pair: (left BGR uint8, right BGR uint8, GT disparity float32 NaN)."""
-    from skimage import data
-
-    left, right, disparity = data.stereo_motorcycle()
-    disparity = disparity.astype(np.float32)
-    disparity[~np.isfinite(disparity)] = np.nan
-    return (cv2.cvtColor(left, cv2.COLOR_RGB2BGR), cv2.cvtColor(right, cv2.COLOR_RGB2BGR), disparity)
+    """scikit-image's Middlebury 2014 Motorcycle pair (the package's loader,
+    :func:`stereo_depth_ros.evaluation.datasets.load_skimage_motorcycle`): (left BGR uint8, right BGR uint8, GT
+    image disparity float32 px, NaN unknown); calibration ``SKIMAGE_MOTORCYCLE_CAMERA``."""
+    return load_skimage_motorcycle()
 
 
 @pytest.fixture(scope="session")
-def motorcycle_small(motorcycle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The Motorcycle pair at 1/4 size (125 x 185), disparity scaled with it; fast enough for every test."""
-    left, right, disparity = motorcycle
-    size = (left.shape[1] // 4, left.shape[0] // 4)
-    small_disparity = cv2.resize(disparity, size, interpolation=cv2.INTER_NEAREST) / 4.0
-    return (cv2.resize(left, size, interpolation=cv2.INTER_AREA), cv2.resize(right, size, interpolation=cv2.INTER_AREA),
-            small_disparity.astype(np.float32))
+def motorcycle_small() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Motorcycle pair at 1/4 size (125 x 185), disparity scaled with it; fast enough for every test;
+    calibration ``SKIMAGE_MOTORCYCLE_CAMERA.scaled(0.25)``."""
+    return load_skimage_motorcycle(0.25)

@@ -1,12 +1,29 @@
-"""The accuracy-analysis script behind docs/stereo.md runs on a real pair and its table adds up."""
+"""The benchmark scripts: the accuracy analysis behind docs/stereo.md runs on a real pair and its table adds up;
+the GPU check runs where only torch, numpy, OpenCV, safetensors and onnxruntime can be imported."""
 
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "stereo_error_by_disparity.py"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "benchmarks" / "stereo_error_by_disparity.py"
+DEVICE_CHECK = REPO_ROOT / "benchmarks" / "device_check.py"
+UNAVAILABLE = ("rclpy", "rosbags", "tqdm", "matplotlib", "yaml", "skimage", "sensor_msgs", "stereo_msgs")
+# Run Python code as on a GPU machine without ROS or the package's optional libraries: importing any of UNAVAILABLE
+# fails (libraries such as torch fall back when an optional import fails, as they do where it is not installed).
+WITHOUT_OPTIONAL = (
+    "import sys\n"
+    f"UNAVAILABLE = {UNAVAILABLE!r}\n"
+    "class Unavailable:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in UNAVAILABLE:\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r} (blocked by the test)')\n"
+    "sys.meta_path.insert(0, Unavailable())\n")
 
 
 def _load():
@@ -35,3 +52,59 @@ def test_error_by_disparity_rejects_bad_options():
         module.main(["--set", "skimage-motorcycle", "--input-scale", "0"])
     with pytest.raises(SystemExit):
         module.main(["--set", "skimage-motorcycle", "--bins", "10", "5"])
+
+
+def _run_without_optional_modules(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_OPTIONAL + code], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_models_import_without_ros_tqdm_matplotlib_yaml_or_rosbags(tmp_path):
+    code = ("import stereo_depth_ros.models.registry, stereo_depth_ros.models.estimator, "
+            "stereo_depth_ros.models.sgbm, stereo_depth_ros.models.inference, stereo_depth_ros.models.weights\n"
+            "print([name for name in UNAVAILABLE if name in sys.modules])\n")
+    result = _run_without_optional_modules(code, REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    # ... and the blocker works: importing the ROS layer fails.
+    result = _run_without_optional_modules("import stereo_depth_ros.ros.conversions\n", REPO_ROOT)
+    assert result.returncode != 0 and "blocked by the test" in result.stderr
+
+
+def test_device_check_runs_on_the_cpu_without_optional_modules(tmp_path):
+    out = tmp_path / "device_check.json"
+    code = ("import runpy\n"
+            f"sys.argv = ['device_check.py', '--allow-cpu', '--height', '64', '--width', '128', '--repeats', '2', "
+            f"'--warmup', '1', '--json', {str(out)!r}]\n"
+            f"runpy.run_path({str(DEVICE_CHECK)!r}, run_name='__main__')\n")
+    result = _run_without_optional_modules(code, tmp_path)  # not from the repository: the script finds it itself
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(out.read_text())
+    rows = {(row["model"], row["backend"], row["device"], row["precision"]): row for row in document["rows"]}
+    assert set(rows) == {("coarse-to-fine", "torch", "cpu", "float32"), ("coarse-to-fine", "onnx", "cpu", "float32"),
+                         ("sgbm", "opencv", "cpu", "float32")}
+    onnx = rows[("coarse-to-fine", "onnx", "cpu", "float32")]
+    assert len(onnx["difference_to_cpu_float32"]) == 4 and onnx["within_tolerance"]
+    assert all(stage["mean_abs_px"] < 1e-3 for stage in onnx["difference_to_cpu_float32"])
+    assert all(row["median_ms"] > 0 and row["repeats"] == 2 for row in rows.values())
+    assert "| coarse-to-fine | onnx | cpu | float32 |" in result.stdout
+    assert document["machine"]["cuda_device"] is None
+
+
+def test_device_check_refuses_to_run_without_cuda_unless_allowed(tmp_path):
+    result = subprocess.run([sys.executable, str(DEVICE_CHECK), "--height", "64", "--width", "128"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    if "CUDA is not available" not in result.stderr:
+        pytest.skip("this machine has CUDA")
+    assert result.returncode == 2 and "--allow-cpu" in result.stderr
+
+
+def test_device_check_synthetic_pair_has_the_known_disparity():
+    spec = importlib.util.spec_from_file_location("device_check", DEVICE_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    left, right = module.synthetic_pair(32, 80, disparity=7)
+    assert left.shape == right.shape == (32, 80, 3) and left.dtype == np.uint8
+    # x_left - x_right = 7: left pixel x is right pixel x - 7.
+    np.testing.assert_array_equal(left[:, 7:], right[:, :-7])
+    assert not np.array_equal(left, right)

@@ -264,3 +264,32 @@ def test_input_scale_equals_running_on_the_resized_pair(motorcycle_small):
         expected = cv2.resize(b, (width, height), interpolation=cv2.INTER_AREA) / 2.0
         np.testing.assert_allclose(a, expected, atol=1e-4, err_msg=f"stage {stage}")
     assert not np.allclose(scaled[3], native.estimate(left, right)[3], atol=0.1)  # the scale does change the result
+
+
+def _epe_on_ground_truth(disparity: np.ndarray, gt: np.ndarray) -> float:
+    """Mean |d - GT| in pixels over every pixel with a GT value (a pixel without a prediction counts as d = 0)."""
+    known = np.isfinite(gt) & (gt > 0)
+    return float(np.mean(np.abs(np.nan_to_num(disparity[known], nan=0.0) - gt[known])))
+
+
+def test_packaged_weights_are_accurate_on_the_motorcycle_pair_and_trivial_answers_are_not(motorcycle):
+    """The packaged network on scikit-image's Middlebury Motorcycle pair at half size (370x250, run at the auto
+    input scale 2x). Measured with the shipped weights (run 14): stage-3 EPE 2.067 px, 17.39 % of pixels off by more
+    than 2 px (stages 0-2: 2.623, 2.222, 2.079 px), identical on both back-ends. A constant disparity (the GT
+    median, 19.3 px) scores 7.40 px, zero disparity 17.15 px, the swapped pair 95.0 px and the right answer in the
+    wrong unit (half the disparity) 8.47 px: every one fails the bound below."""
+    left, right, gt = motorcycle
+    size = (left.shape[1] // 2, left.shape[0] // 2)
+    left, right = (cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in (left, right))
+    gt = cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST) / 2.0
+    epe_bound_px, bad2_bound_pct = 2.3, 20.0
+    network = CoarseToFineEstimator(device="cpu")
+    stages = network.estimate(left, right)
+    epe = [_epe_on_ground_truth(d, gt) for d in stages]
+    assert epe[3] < epe_bound_px and epe[0] < 3.0, epe
+    known = np.isfinite(gt) & (gt > 0)
+    assert 100.0 * np.mean(np.abs(stages[3][known] - gt[known]) > 2.0) < bad2_bound_pct
+    trivial = {"constant": np.full_like(gt, np.nanmedian(gt)), "zero": np.zeros_like(gt),
+               "half unit": stages[3] / 2.0, "swapped views": network.estimate(right, left)[3]}
+    for name, disparity in trivial.items():
+        assert _epe_on_ground_truth(disparity, gt) > 2 * epe_bound_px, name

@@ -23,7 +23,7 @@ FAST_NETWORK = ["--backend", "torch", "--max-disparity", "64", "--sgbm-dispariti
 def run_cli(monkeypatch, capsys):
     """Run ``stereo-depth-ros`` with only this package's evaluation commands registered (independent of the
     other command groups); returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("stereo_depth_ros.evaluation.commands",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("stereo_depth_ros.commands.evaluation",))
 
     def run(*argv: str):
         code = cli.main(list(argv))
@@ -277,7 +277,7 @@ def test_paired_ratio_is_the_median_of_per_round_ratios(monkeypatch):
         now[0] += next(durations) / 1000.0
 
     class FakeSGBM:
-        def __init__(self, num_disparities):
+        def __init__(self):
             self.warm = False
 
         def estimate(self, left, right):
@@ -287,15 +287,14 @@ def test_paired_ratio_is_the_median_of_per_round_ratios(monkeypatch):
             advance()
 
     monkeypatch.setattr(benchmark.time, "perf_counter", fake_counter)
-    monkeypatch.setattr("stereo_depth_ros.models.sgbm.SGBMEstimator", FakeSGBM)
-    result = benchmark.paired_with_sgbm(advance, None, None, repeats=3, num_disparities=16)
+    result = benchmark.paired_with_sgbm(advance, None, None, repeats=3, sgbm=FakeSGBM())
     # rounds: (net 3, sgbm 1) -> 3; (sgbm 1, net 4) -> 4; (net 6, sgbm 2) -> 3: median 3
     assert result["paired_ratio"] == pytest.approx(3.0)
     assert result["paired_median_ms"] == pytest.approx(4.0) and result["paired_sgbm_median_ms"] == pytest.approx(1.0)
 
 
 def test_benchmark_in_a_separate_process_and_bad_sizes(run_cli):
-    from stereo_depth_ros.evaluation.benchmark import benchmark_stereo
+    from stereo_depth_ros.commands.benchmark import benchmark_stereo
 
     rows = benchmark_stereo(48, 64, repeats=1, stages=(), sgbm_disparities=16, progress=False)
     assert len(rows) == 1 and rows[0]["method"] == "sgbm" and rows[0]["peak_mb"] is not None

@@ -5,19 +5,24 @@ Method (also in docs/evaluation.md):
 - Input: scikit-image's Middlebury 2014 Motorcycle pair resized (area interpolation) to the requested size.
 - Time: ``time.perf_counter`` around ``estimate``; median of ``repeats`` calls after ``warmup`` untimed calls
   (the first ONNX call exports the graph for that size).
-- Memory (CPU): each (method, stage, back-end) runs in a fresh Python process (``python -m
-  stereo_depth_ros.evaluation.benchmark``) so that measurements do not leak into each other. ``peak_mb`` = peak
-  resident set size (Linux ``VmHWM`` in ``/proc/self/status``, reset through ``/proc/self/clear_refs`` after the
-  warm-up) during the timed calls, minus the resident size of that process just before the estimator was built
-  (after importing PyTorch, OpenCV and onnxruntime and loading the input). So it counts the weights, the ONNX
-  session and its buffers, and the largest working memory of a call. Where ``clear_refs`` cannot be written, a
-  thread samples ``VmRSS`` every millisecond instead; without ``/proc`` (not Linux) ``peak_mb`` is None.
+- Memory (CPU): each (method, stage, back-end) runs in a fresh Python process (``python -m CHILD_MODULE``, the
+  command layer's :mod:`stereo_depth_ros.commands.benchmark`) so that measurements do not leak into each other.
+  ``peak_mb`` = peak resident set size (Linux ``VmHWM`` in ``/proc/self/status``, reset through
+  ``/proc/self/clear_refs`` after the warm-up) during the timed calls, minus the resident size of that process
+  just before the estimator was built (after importing PyTorch, OpenCV and onnxruntime and loading the input). So
+  it counts the weights, the ONNX session and its buffers, and the largest working memory of a call. Where
+  ``clear_refs`` cannot be written, a thread samples ``VmRSS`` every millisecond instead; without ``/proc`` (not
+  Linux) ``peak_mb`` is None.
 - Memory (CUDA network rows): ``torch.cuda.max_memory_allocated`` during the timed calls, in MiB.
 - Paired ratio (``paired=True``, network rows): after the timed calls, the same process builds SGBM too and times
   ``repeats`` rounds of one network call and one SGBM call (alternating which goes first); ``paired_ratio`` is
   the median over rounds of network time / SGBM time. Each round's two calls meet the same state of the machine,
   so slow phases of a shared machine (we saw whole runs of the network 40 % slower, docs/benchmarks.md) move both
   and the ratio stays put, where the ratio of two medians taken seconds apart in different processes does not.
+
+This module builds no estimator (evaluation does not import the models): :func:`measure` and
+:func:`benchmark_stereo` take a ``build(spec) -> estimator`` callback, and isolated rows run a child module that
+calls :func:`child_main` with its own builder.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -119,42 +125,23 @@ def benchmark_input(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
             cv2.resize(right, size, interpolation=cv2.INTER_AREA))
 
 
-def _import_runtimes() -> None:
-    import stereo_depth_ros.models.estimator  # noqa: F401  (imports torch)
-    import stereo_depth_ros.models.sgbm  # noqa: F401
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        pass
-
-
-def _build(spec: dict):
-    if spec["method"] == "sgbm":
-        from stereo_depth_ros.models.sgbm import SGBMEstimator
-
-        return SGBMEstimator(num_disparities=spec.get("num_disparities", 192))
-    from stereo_depth_ros.models.estimator import CoarseToFineEstimator
-
-    return CoarseToFineEstimator(weights=spec.get("weights"), device=spec.get("device", "auto"),
-                                 backend=spec["backend"], max_stage=spec["stage"],
-                                 max_disparity=spec.get("max_disparity"), input_scale=spec.get("input_scale"))
-
-
-def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
+def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray, build: Callable[[dict], object]) -> dict:
     """Time and measure one method (and stage) in the current process.
 
     Args:
         spec: ``{"method": "sgbm"|"coarse-to-fine", "stage": int|None, "backend", "device", "weights",
             "repeats", "warmup", "max_disparity", "input_scale", "paired", "num_disparities"}``.
+        left_bgr, right_bgr: (H, W, 3) uint8 BGR input pair.
+        build: ``build(spec) -> estimator``; called once for the row's method and, with ``"paired"``, once with
+            ``{"method": "sgbm", "num_disparities": ...}`` for the SGBM it is paired with.
 
     Returns:
         the benchmark row: ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb",
-        "repeats", "memory_method"}``, network rows also ``"input_scale"`` (and the paired fields with
-        ``"paired"``).
+        "repeats", "memory_method"}``; rows of an estimator with an input scale (the network) also ``"input_scale"``
+        (the factor used), and with ``"paired"`` the paired fields.
     """
-    _import_runtimes()  # libraries count in the baseline, not in the method's memory
-    baseline = _status_kib("VmRSS")
-    estimator = _build(spec)
+    baseline = _status_kib("VmRSS")  # libraries imported by the caller count in the baseline, not the method
+    estimator = build(spec)
     stage = spec.get("stage")
     if stage is None:
         def call():
@@ -184,13 +171,11 @@ def measure(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
            "device": str(getattr(estimator, "device", "cpu")), "height": int(left_bgr.shape[0]),
            "width": int(left_bgr.shape[1]), "median_ms": float(statistics.median(times)), "peak_mb": peak_mb,
            "repeats": len(times), "memory_method": memory_method}
-    if spec["method"] != "sgbm":
-        from stereo_depth_ros.models.estimator import working_scale
-
-        row["input_scale"] = round(working_scale(left_bgr.shape[1], estimator.input_scale), 4)
+    if hasattr(estimator, "working_scale"):
+        row["input_scale"] = round(estimator.working_scale(left_bgr.shape[1]), 4)
     if spec.get("paired") and spec["method"] != "sgbm":
-        row.update(paired_with_sgbm(call, left_bgr, right_bgr, int(spec["repeats"]),
-                                    int(spec.get("num_disparities", 192))))
+        sgbm = build({"method": "sgbm", "stage": None, "num_disparities": int(spec.get("num_disparities", 192))})
+        row.update(paired_with_sgbm(call, left_bgr, right_bgr, int(spec["repeats"]), sgbm))
     return row
 
 
@@ -204,17 +189,19 @@ def elapsed_ms(function) -> float:
     return 1000.0 * (time.perf_counter() - start)
 
 
-def paired_with_sgbm(call, left_bgr: np.ndarray, right_bgr: np.ndarray, repeats: int, num_disparities: int
-                     ) -> dict:
+def paired_with_sgbm(call, left_bgr: np.ndarray, right_bgr: np.ndarray, repeats: int, sgbm) -> dict:
     """Time ``call`` and SGBM in alternating rounds (see the module docstring, "Paired ratio").
+
+    Args:
+        call: the timed network call (no arguments).
+        left_bgr, right_bgr: the pair SGBM runs on.
+        repeats: rounds.
+        sgbm: the SGBM estimator (``estimate(left, right)``); run once untimed first.
 
     Returns:
         ``{"paired_median_ms", "paired_sgbm_median_ms", "paired_ratio"}``: the medians of both methods over the
         rounds and the median over rounds of (time of ``call``) / (time of SGBM).
     """
-    from stereo_depth_ros.models.sgbm import SGBMEstimator
-
-    sgbm = SGBMEstimator(num_disparities=num_disparities)
     sgbm.estimate(left_bgr, right_bgr)  # warm-up
 
     def call_sgbm():
@@ -233,8 +220,9 @@ def paired_with_sgbm(call, left_bgr: np.ndarray, right_bgr: np.ndarray, repeats:
             "paired_ratio": float(statistics.median(n / g for n, g in zip(network_ms, sgbm_ms)))}
 
 
-def _measure_isolated(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
-    """Run :func:`measure` in a fresh Python process (``python -m stereo_depth_ros.evaluation.benchmark``).
+def _measure_isolated(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray, child_module: str) -> dict:
+    """Run :func:`measure` in a fresh Python process (``python -m child_module SPEC.json INPUT.npz``, a module that
+    calls :func:`child_main`).
 
     Raises:
         RuntimeError: with the end of the child's stderr, if it fails.
@@ -246,15 +234,16 @@ def _measure_isolated(spec: dict, left_bgr: np.ndarray, right_bgr: np.ndarray) -
         package_parent = str(Path(__file__).resolve().parents[2])  # importable even when not installed
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent,
                                                                        os.environ.get("PYTHONPATH")) if p))
-        result = subprocess.run([sys.executable, "-m", "stereo_depth_ros.evaluation.benchmark", str(spec_path),
-                                 str(input_path)], capture_output=True, text=True, env=env)
+        result = subprocess.run([sys.executable, "-m", child_module, str(spec_path), str(input_path)],
+                                capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"benchmark of {spec['method']} stage {spec.get('stage')} failed (exit code "
                            f"{result.returncode}): {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = "auto", device: str = "auto",
+def benchmark_stereo(height: int, width: int, build: Callable[[dict], object], child_module: str | None = None,
+                     repeats: int = 10, backend: str = "auto", device: str = "auto",
                      weights: str | Path | None = None, stages: tuple[int, ...] = (0, 1, 2, 3),
                      include_sgbm: bool = True, isolate: bool = True, warmup: int = 1, progress: bool = True,
                      sgbm_disparities: int = 192, max_disparity: int | None = None, paired: bool = False,
@@ -263,6 +252,9 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
 
     Args:
         height, width: input size in pixels (the Motorcycle pair is resized to it).
+        build: ``build(spec) -> estimator`` for the rows measured in this process (see :func:`measure`).
+        child_module: the module run as ``python -m child_module SPEC INPUT`` for isolated rows (it calls
+            :func:`child_main` with the same builder); required when ``isolate``.
         repeats: timed calls per row (median reported), >= 1.
         backend: "auto", "torch", "onnx", or "all" (rows for both PyTorch and onnxruntime).
         device: "auto", "cpu" or "cuda" for the network.
@@ -274,29 +266,28 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
         max_disparity: the network's search range in pixels; None = the same as SGBM's, so both search alike.
         paired: also time each network row against SGBM in alternating rounds (``paired_ratio``, see the module
             docstring).
-        input_scale: the network's input scale (None = auto, :func:`~stereo_depth_ros.models.estimator.working_scale`:
-            1.0 at 1280 px wide and more, 2.0 at 640 px); each network row reports the factor used.
+        input_scale: the network's input scale (None = auto: 1.0 at 1280 px wide and more, 2.0 at 640 px), passed
+            to the builder; each network row reports the factor used.
 
     Returns:
         rows ``{"method", "stage", "backend", "device", "height", "width", "median_ms", "peak_mb", "repeats",
-        "memory_method"}``, SGBM first (stage None, backend None); network rows also have ``"input_scale"`` (the
-        factor used), and with ``paired`` ``"paired_median_ms", "paired_sgbm_median_ms", "paired_ratio"``.
+        "memory_method"}``, SGBM first (stage None, backend "opencv"); network rows also have ``"input_scale"``
+        (the factor used), and with ``paired`` ``"paired_median_ms", "paired_sgbm_median_ms", "paired_ratio"``.
 
     Raises:
-        ValueError: for a bad size, repeat count, back-end or stage.
+        ValueError: for a bad size, repeat count, back-end or stage, or ``isolate`` without ``child_module``.
         RuntimeError: if a measurement fails in its process.
     """
     from tqdm import tqdm
 
-    from stereo_depth_ros.models.estimator import check_input_scale
-
-    check_input_scale(input_scale)  # here, not in each row's process, for a clear error
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
     if any(not 0 <= s <= 3 for s in stages):
         raise ValueError(f"stages must be in 0..3, got {stages}")
+    if isolate and not child_module:
+        raise ValueError("isolated rows need the child module that builds the estimators (child_module)")
     if include_sgbm and width <= sgbm_disparities:
         raise ValueError(f"SGBM searches {sgbm_disparities} disparities, so the width must be larger than that; "
                          f"got {width} (use a smaller --sgbm-disparities or a wider input)")
@@ -310,14 +301,23 @@ def benchmark_stereo(height: int, width: int, repeats: int = 10, backend: str = 
     rows = []
     for spec in tqdm(specs, desc="benchmark", unit="row", disable=not progress, file=sys.stderr):
         spec = dict(spec, repeats=repeats, warmup=warmup)
-        rows.append(_measure_isolated(spec, left, right) if isolate else measure(spec, left, right))
+        rows.append(_measure_isolated(spec, left, right, child_module) if isolate
+                    else measure(spec, left, right, build))
     return rows
 
 
-def _child_main(argv: list[str]) -> int:
-    """Child process: ``python -m stereo_depth_ros.evaluation.benchmark SPEC.json INPUT.npz`` prints one JSON row."""
+def child_main(argv: list[str], build: Callable[[dict], object]) -> int:
+    """A benchmark child process: ``python -m CHILD_MODULE SPEC.json INPUT.npz`` prints one JSON row.
+
+    Args:
+        argv: ``[SPEC.json, INPUT.npz]`` (the spec of :func:`measure`, and the pair as ``left``/``right`` arrays).
+        build: the estimator builder of :func:`measure`.
+
+    Returns:
+        0 on success, 2 for a wrong number of arguments.
+    """
     if len(argv) != 2:
-        print("usage: python -m stereo_depth_ros.evaluation.benchmark SPEC.json INPUT.npz", file=sys.stderr)
+        print("usage: python -m CHILD_MODULE SPEC.json INPUT.npz", file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text())
     with np.load(argv[1]) as data:
@@ -325,12 +325,8 @@ def _child_main(argv: list[str]) -> int:
     stdout = sys.stdout
     sys.stdout = sys.stderr  # keep library prints out of the result line
     try:
-        row = measure(spec, left, right)
+        row = measure(spec, left, right, build)
     finally:
         sys.stdout = stdout
     print(json.dumps(row))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1:]))

@@ -1,16 +1,18 @@
 """Run disparity estimators on pairs with ground truth and tabulate the metrics per method and stage.
 
+The estimators are given (duck-typed :class:`~stereo_depth_ros.models.base.StereoEstimator` objects: ``name``,
+``num_stages`` and ``estimate(left, right, max_stage=...)``); this module never builds one (the command line does,
+through the model registry).
+
 Timing (``runtime_ms``): wall time of the estimator's ``estimate`` call measured with ``time.perf_counter``. For a
-multi-stage method whose ``estimate`` takes ``max_stage`` (the coarse-to-fine network) every stage is run and timed
-on its own (``estimate(left, right, max_stage=s)``), so the runtime of stage ``s`` is the cost of an anytime
-answer at that stage, and its metrics come from that call's last map. Each (method, stage, image size) is run once
-untimed before it is timed (the ONNX back-end exports a graph per input size on its first call); with
-``warmup=False`` the first call's time includes that set-up.
+multi-stage method every stage is run and timed on its own (``estimate(left, right, max_stage=s)``), so the runtime
+of stage ``s`` is the cost of an anytime answer at that stage, and its metrics come from that call's last map. Each
+(method, stage, image size) is run once untimed before it is timed (the ONNX back-end builds a graph per input size
+on its first call); with ``warmup=False`` the first call's time includes that set-up.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import sys
 import time
@@ -20,19 +22,11 @@ import numpy as np
 from tqdm import tqdm
 
 from stereo_depth_ros.evaluation.metrics import METRIC_KEYS, stereo_metrics
-from stereo_depth_ros.models.base import check_stereo_pair
+from stereo_depth_ros.images import check_stereo_pair
 
 ROW_KEYS = ("method", "stage") + METRIC_KEYS + ("runtime_ms",)
 COLUMN_TITLES = {"method": "method", "stage": "stage", "epe_px": "EPE px", "bad2_pct": "bad2 %", "d1_pct": "D1 %",
                  "density_pct": "density %", "mae_mm": "MAE mm", "rmse_mm": "RMSE mm", "runtime_ms": "runtime ms"}
-
-
-def supports_max_stage(estimator) -> bool:
-    """Whether ``estimator.estimate`` takes a ``max_stage`` argument (anytime stage selection)."""
-    try:
-        return "max_stage" in inspect.signature(estimator.estimate).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _timed(function, *args, **kwargs) -> tuple[list[np.ndarray], float]:
@@ -45,28 +39,32 @@ def run_estimator(estimator, left_bgr: np.ndarray, right_bgr: np.ndarray, warmup
                   warmed: set | None = None) -> list[tuple[int | None, np.ndarray, float]]:
     """Run one estimator and return ``(stage, disparity, runtime_ms)`` per stage.
 
-    ``stage`` is None for a single-stage method (SGBM) and 0..n-1 otherwise. Stages are run and timed one by one
-    when ``estimate`` takes ``max_stage``; otherwise one call is timed and its time reported for every stage.
+    ``stage`` is None for a single-stage method (SGBM) and 0..n-1 otherwise. A multi-stage method is run and timed
+    stage by stage (``estimate(left, right, max_stage=s)``); a single-stage one with one ``estimate(left, right)``.
 
     Args:
+        estimator: a stereo estimator (``name``, ``num_stages``, ``estimate``).
+        left_bgr, right_bgr: (H, W, 3) uint8 BGR rectified pair.
         warmup: run each (method, stage, size) once untimed first (unless it is in ``warmed``).
         warmed: set of keys already warmed up, updated in place (shared across the pairs of a data set).
+
+    Raises:
+        ValueError: from the estimator (e.g. SGBM's search range wider than the images).
+        RuntimeError: if the estimator returns another number of maps than its stages.
     """
     warmed = set() if warmed is None else warmed
     size = left_bgr.shape[:2]
-    search_range = getattr(estimator, "num_disparities", None)
-    if isinstance(search_range, int) and size[1] <= search_range + int(getattr(estimator, "min_disparity", 0)):
-        raise ValueError(f"{estimator.name} searches {search_range} disparities but the images are only {size[1]} "
-                         f"px wide; use a smaller search range (e.g. --sgbm-disparities) or larger images")
     stages = int(estimator.num_stages)
     results: list[tuple[int | None, np.ndarray, float]] = []
-    if stages > 1 and supports_max_stage(estimator):
+    if stages > 1:
         for stage in range(stages):
             key = (id(estimator), stage, size)
             if warmup and key not in warmed:
                 estimator.estimate(left_bgr, right_bgr, max_stage=stage)
             warmed.add(key)
             outputs, runtime_ms = _timed(estimator.estimate, left_bgr, right_bgr, max_stage=stage)
+            if len(outputs) != stage + 1:
+                raise RuntimeError(f"{estimator.name} returned {len(outputs)} maps for max_stage={stage}")
             results.append((stage, outputs[stage], runtime_ms))
         return results
     key = (id(estimator), None, size)
@@ -74,11 +72,9 @@ def run_estimator(estimator, left_bgr: np.ndarray, right_bgr: np.ndarray, warmup
         estimator.estimate(left_bgr, right_bgr)
     warmed.add(key)
     outputs, runtime_ms = _timed(estimator.estimate, left_bgr, right_bgr)
-    if len(outputs) != stages:
-        raise RuntimeError(f"{estimator.name} returned {len(outputs)} maps but declares {stages} stages")
-    for index, disparity in enumerate(outputs):
-        results.append((None if stages == 1 else index, disparity, runtime_ms))
-    return results
+    if len(outputs) != 1:
+        raise RuntimeError(f"{estimator.name} returned {len(outputs)} maps but declares 1 stage")
+    return [(None, outputs[0], runtime_ms)]
 
 
 def evaluate_pair(left_bgr: np.ndarray, right_bgr: np.ndarray, gt_disparity: np.ndarray, estimators: Sequence,
@@ -90,7 +86,7 @@ def evaluate_pair(left_bgr: np.ndarray, right_bgr: np.ndarray, gt_disparity: np.
     Args:
         left_bgr, right_bgr: (H, W, 3) uint8 BGR rectified pair.
         gt_disparity: (H, W) float GT left disparity in pixels, NaN (or <= 0) where unknown.
-        estimators: :class:`~stereo_depth_ros.models.base.DisparityEstimator` objects.
+        estimators: :class:`~stereo_depth_ros.models.base.StereoEstimator` objects (or duck-typed alike).
         focal_px, baseline_m: calibration (pixels, metres) for the depth errors, or None.
         valid: optional (H, W) bool of pixels to score (e.g. non-occluded).
         disparity_offset_px: Middlebury 2014 ``doffs`` for depth (0 otherwise).

@@ -223,7 +223,7 @@ def photometric_error_image(left_bgr: np.ndarray, right_bgr: np.ndarray, dispari
     Raises:
         ValueError: if the images and disparity differ in size or are not uint8 (H, W, 3) / (H, W).
     """
-    from stereo_depth_ros.models.base import check_stereo_pair
+    from stereo_depth_ros.images import check_stereo_pair
 
     check_stereo_pair(left_bgr, right_bgr)
     disparity = np.asarray(disparity, dtype=np.float32)

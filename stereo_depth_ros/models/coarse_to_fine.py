@@ -23,7 +23,6 @@ Stages (disparities always returned in pixels of the input resolution, left view
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -32,6 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from stereo_depth_ros.geometry import warp_right_to_left
+from stereo_depth_ros.models import weights
+from stereo_depth_ros.models.weights import WeightsError  # noqa: F401  (re-exported: callers catch it from here)
 
 ARCHITECTURE = "coarse-to-fine-stereo/v2"  # v2: input normalisation folded into the first convolution
 IMAGE_MEAN = 0.45  # input normalisation (x - mean) / std, the same for the three colour channels
@@ -382,34 +383,23 @@ class CoarseToFineStereoNet(nn.Module):
 
 
 def save_weights(model: CoarseToFineStereoNet, path: str | Path, extra_metadata: dict | None = None) -> None:
-    """Write the model's weights to a safetensors file with its architecture and config in the metadata.
+    """Write the network's weights to a safetensors file with :data:`ARCHITECTURE` and its config in the metadata
+    (:func:`stereo_depth_ros.models.weights.save_weights`).
 
     Args:
         model: the network.
         path: output ``.safetensors`` file.
-        extra_metadata: more string-able facts to store (training steps, data); values are JSON-encoded.
+        extra_metadata: more facts to store (training steps, data); values are JSON-encoded unless strings.
     """
-    from safetensors.torch import save_file
-
-    metadata = {"architecture": ARCHITECTURE, "config": json.dumps(model.config)}
-    for key, value in (extra_metadata or {}).items():
-        metadata[key] = value if isinstance(value, str) else json.dumps(value)
-    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()
-             if v.dtype.is_floating_point}
-    state.update({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-                  if not v.dtype.is_floating_point})
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=metadata)
-
-
-class WeightsError(RuntimeError):
-    """A weights file is missing, unreadable, truncated or for another architecture (the message names it)."""
+    weights.save_weights(model, path, ARCHITECTURE, model.config, extra_metadata)
 
 
 def load_weights(path: str | Path, max_disparity: int | None = None) -> CoarseToFineStereoNet:
     """Build a :class:`CoarseToFineStereoNet` from a safetensors file written by :func:`save_weights`.
 
-    No pickle is involved: the file holds tensors and a JSON header only, so it can never run code.
+    No pickle is involved: the file holds tensors and a JSON header only, so it can never run code. When the model
+    card (``<stem>.json``) beside the file records a ``sha256``, the file must match it
+    (:func:`stereo_depth_ros.models.weights.load_weights`).
 
     Args:
         path: the ``.safetensors`` file.
@@ -420,39 +410,13 @@ def load_weights(path: str | Path, max_disparity: int | None = None) -> CoarseTo
         the network in eval mode on the CPU.
 
     Raises:
-        WeightsError: naming the file and what is wrong (missing, not safetensors / truncated, another
-            architecture, missing or unexpected tensors, wrong shapes).
+        WeightsError: naming the file and what is wrong (missing, SHA-256 differs from the model card, not
+            safetensors / truncated, another architecture, missing or unexpected tensors, wrong shapes).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    def build(config: dict) -> CoarseToFineStereoNet:
+        if max_disparity is not None:
+            config = dict(config, max_disparity=int(max_disparity))
+        return CoarseToFineStereoNet(**config)
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(f"weights file {path} is not a readable safetensors file (truncated or corrupt?): "
-                           f"{error}") from error
-    architecture = metadata.get("architecture")
-    if architecture != ARCHITECTURE:
-        raise WeightsError(f"weights file {path} is for architecture {architecture!r}, expected {ARCHITECTURE!r}")
-    try:
-        config = json.loads(metadata["config"])
-    except (KeyError, json.JSONDecodeError) as error:
-        raise WeightsError(f"weights file {path} has no valid 'config' in its metadata") from error
-    if max_disparity is not None:
-        config["max_disparity"] = int(max_disparity)
-    try:
-        model = CoarseToFineStereoNet(**config)
-    except (TypeError, ValueError) as error:
-        raise WeightsError(f"weights file {path} has an invalid config {config}: {error}") from error
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise WeightsError(f"weights file {path} does not match the network: {error}") from error
-    return model.eval()
+    model, _ = weights.load_weights(path, ARCHITECTURE, build)
+    return model

@@ -1,8 +1,11 @@
-"""The coarse-to-fine network behind the :class:`~stereo_depth_ros.models.base.DisparityEstimator` interface.
+"""The coarse-to-fine network as a :class:`~stereo_depth_ros.models.base.StereoEstimator` (registered as
+``"coarse-to-fine"`` in :mod:`stereo_depth_ros.models.registry`).
 
-Runs the PyTorch model, or on the CPU (by default) the same model exported to ONNX and run by onnxruntime, which we
-measured several times faster than eager PyTorch for this network (docs/benchmarks.md). The ONNX graph is exported
-in memory once per input size and stage count; both back-ends give the same disparities to within 1e-3 px.
+Runs through :class:`~stereo_depth_ros.models.inference.NetworkRunner`: the PyTorch model, or on the CPU (by
+default) the same model exported to ONNX and run by onnxruntime, which we measured several times faster than eager
+PyTorch for this network (docs/benchmarks.md). The ONNX graph is exported once per input size and stage count and
+cached on disk (keyed by the weights' SHA-256); :meth:`CoarseToFineEstimator.prepare` builds it before the first
+frame. Both back-ends give the same disparities to within 1e-3 px.
 
 Images narrower than 1280 px are enlarged before the network runs (see :func:`working_scale`). This is because the
 network's finest stage works at half its input resolution, and the packaged weights were trained on crops zoomed by
@@ -12,28 +15,25 @@ a median 1.8x. On 640x480 and 720x288 pairs, running at about 2x brought the sta
 
 from __future__ import annotations
 
-import io
 import logging
 import math
-import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from stereo_depth_ros.images import bgr_to_tensor
-from stereo_depth_ros.models.base import check_stereo_pair
+from stereo_depth_ros.images import bgr_to_tensor, check_stereo_pair
+from stereo_depth_ros.models.base import StereoEstimator, resolve_stage
 from stereo_depth_ros.models.coarse_to_fine import NUM_STAGES, CoarseToFineStereoNet, load_weights
-from stereo_depth_ros.device import resolve_device
+from stereo_depth_ros.models.inference import BACKENDS, NetworkRunner
+from stereo_depth_ros.models.weights import sha256_file
 
 LOGGER = logging.getLogger(__name__)
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_WEIGHTS_NAME = "coarse_to_fine_stereo.safetensors"
-BACKENDS = ("auto", "torch", "onnx")
 AUTO_WORKING_WIDTH = 1280
 MAX_AUTO_SCALE = 2.0
 MAX_INPUT_SCALE = 4.0
+INPUT_NAMES = ("left", "right")
 
 
 def working_scale(width: int, input_scale: float | None = None) -> float:
@@ -67,28 +67,39 @@ def check_input_scale(input_scale: float | None) -> None:
 
 
 def default_weights_path() -> Path:
-    """The trained weights shipped in the package (``stereo_depth_ros/weights/coarse_to_fine_stereo.safetensors``)."""
-    return WEIGHTS_DIR / DEFAULT_WEIGHTS_NAME
+    """The trained weights shipped in the package (``stereo_depth_ros/weights/coarse_to_fine_stereo.safetensors``,
+    the registry's ``default_weights`` of ``"coarse-to-fine"``)."""
+    from stereo_depth_ros.models.registry import model_spec
+
+    return model_spec("coarse-to-fine").default_weights
 
 
-class CoarseToFineEstimator:
-    """Coarse-to-fine stereo network as a :class:`DisparityEstimator` (``estimate(left_bgr, right_bgr)``).
+class CoarseToFineEstimator(StereoEstimator):
+    """Coarse-to-fine stereo network as a :class:`~stereo_depth_ros.models.base.StereoEstimator`.
+
+    Build it with ``registry.create_estimator("coarse-to-fine", ...)`` (same options, except ``model``).
 
     Args:
         weights: safetensors file, or None for the packaged weights; or pass ``model`` instead.
         model: an already built network (takes precedence over ``weights``).
         device: "auto" (CUDA when present), "cpu" or "cuda".
         max_disparity: search range in pixels at input resolution (None: the one stored with the weights).
-        max_stage: last stage to compute (0..3); earlier stops are cheaper.
-        half: run in float16 (CUDA only; ignored on the CPU with a warning).
-        backend: "auto" (onnxruntime on the CPU when installed, PyTorch otherwise), "torch" or "onnx".
+        max_stage: last stage computed by default (0..3); earlier stops are cheaper.
+        half: run in float16 (CUDA with the torch backend only; ignored elsewhere with a warning).
+        backend: "auto" (onnxruntime on the CPU when installed, PyTorch on CUDA), "torch" or "onnx".
         input_scale: None (auto, see :func:`working_scale`) or a fixed factor in (0, 4]. The pair is resized by it
             (bicubic when enlarging, area average when shrinking), the network runs at that size with the search
             range scaled with it, and each stage is resized back and its disparities divided by the horizontal
             factor. 1.0 runs the network on the pair as given.
+        cache_dir: ONNX cache folder (None: :func:`~stereo_depth_ros.models.inference.default_cache_dir`).
+
+    Attributes:
+        backend: "torch" or "onnx", the one that runs.
+        device: the ``torch.device`` of the torch backend.
+        weights_path: the weights file (None when ``model`` was given).
 
     Raises:
-        stereo_depth_ros.models.coarse_to_fine.WeightsError: if the weights file is missing or wrong.
+        stereo_depth_ros.models.weights.WeightsError: if the weights file is missing or wrong (naming it).
         ValueError: for an invalid device, backend, stage or input scale.
     """
 
@@ -96,41 +107,63 @@ class CoarseToFineEstimator:
 
     def __init__(self, weights: str | Path | None = None, model: CoarseToFineStereoNet | None = None,
                  device: str = "auto", max_disparity: int | None = None, max_stage: int = NUM_STAGES - 1,
-                 half: bool = False, backend: str = "auto", input_scale: float | None = None) -> None:
+                 half: bool = False, backend: str = "auto", input_scale: float | None = None,
+                 cache_dir: str | Path | None = None) -> None:
         check_input_scale(input_scale)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if not 0 <= max_stage < NUM_STAGES:
-            raise ValueError(f"max_stage must be in 0..{NUM_STAGES - 1}, got {max_stage}")
-        self.device = resolve_device(device)
+        self.max_stage = resolve_stage(max_stage, NUM_STAGES, self.name)
+        self.input_scale = input_scale
         self.weights_path = None if model is not None else Path(weights or default_weights_path())
         if model is None:
             model = load_weights(self.weights_path, max_disparity=max_disparity)
-        elif max_disparity is not None and max_disparity != model.max_disparity:
-            model = _with_max_disparity(model, max_disparity)
-        self.model = model.eval().to(self.device)
-        self.half = bool(half and self.device.type == "cuda")
-        if half and not self.half:
-            warnings.warn("half precision needs CUDA; running in float32 on the CPU", stacklevel=2)
-        if self.half:
-            self.model = self.model.half()
-        if backend == "auto":
-            backend = "onnx" if self.device.type == "cpu" and _onnxruntime_available() else "torch"
-        self.backend = backend
-        self.max_stage = max_stage
-        self.input_scale = input_scale
-        self._sessions: dict[tuple[int, int, int, int], object] = {}
+            self._weights_sha256 = sha256_file(self.weights_path)
+        else:
+            if max_disparity is not None and max_disparity != model.max_disparity:
+                model = _with_max_disparity(model, max_disparity)
+            self._weights_sha256 = None  # the runner hashes the tensors
+        self._cache_dir = cache_dir
+        self._backend_option, self._device_option, self._half_option = backend, device, half
+        # The runner of the network at its own search range resolves backend, device and precision for all.
+        first = self._make_runner(model.eval(), self.max_stage)
+        self.device, self.backend, self.half = first.device, first.backend, first.half
+        self._device_option = self.device.type
+        self.model = first.module.model
+        self._runners: dict[tuple[int, int], NetworkRunner] = {(self.model.max_disparity, self.max_stage): first}
         self._working_models: dict[int, CoarseToFineStereoNet] = {self.model.max_disparity: self.model}
 
     @property
     def num_stages(self) -> int:
-        """Number of maps :meth:`estimate` returns (``max_stage + 1``)."""
+        """Number of maps :meth:`estimate` returns by default (``max_stage + 1``)."""
         return self.max_stage + 1
 
     @property
     def max_disparity(self) -> int:
         """Search range in pixels at input resolution."""
         return self.model.max_disparity
+
+    def disparity_range(self) -> tuple[float, float]:
+        """``(0, max_disparity)`` in pixels at input resolution: the network's outputs are >= 0 (ReLU) and its
+        full-range stage searches up to ``max_disparity``."""
+        return 0.0, float(self.max_disparity)
+
+    def working_scale(self, width: int) -> float:
+        """The factor a ``width``-pixel-wide pair is resized by before the network (:func:`working_scale` with this
+        estimator's ``input_scale``)."""
+        return working_scale(width, self.input_scale)
+
+    def prepare(self, height: int, width: int) -> None:
+        """Build the backend for ``height`` x ``width`` pairs and run it once on a black pair, so the first frame
+        does not wait for the ONNX export (or cache load) and the first-call allocations.
+
+        Raises:
+            ValueError: for a size that is not positive.
+        """
+        super().prepare(height, width)
+        work_height, work_width, x_scale = self._working_size(height, width)
+        model = self._working_model(math.ceil(self.max_disparity * x_scale))
+        black = torch.zeros(1, 3, work_height, work_width)
+        self._runner(model, self.max_stage).run(black, black)
 
     def estimate(self, left_bgr: np.ndarray, right_bgr: np.ndarray, max_stage: int | None = None
                  ) -> list[np.ndarray]:
@@ -139,26 +172,26 @@ class CoarseToFineEstimator:
         The pair is first resized by :func:`working_scale` (``input_scale`` of the constructor); the returned maps
         are always at the input size.
 
+        Args:
+            left_bgr, right_bgr: (H, W, 3) uint8 BGR rectified pair of the same size.
+            max_stage: last stage to compute, 0..3 (None: the constructor's ``max_stage``).
+
         Returns:
             ``max_stage + 1`` arrays (H, W) float32, pixels at input resolution, coarse (stage 0) to fine. The
             network gives a value everywhere; no NaN unless the input had them.
 
         Raises:
-            ValueError: for images that are not a same-size (H, W, 3) uint8 pair.
+            ValueError: for images that are not a same-size (H, W, 3) uint8 pair, or a stage outside 0..3.
         """
         check_stereo_pair(left_bgr, right_bgr)
-        stage = self.max_stage if max_stage is None else max_stage
-        if not 0 <= stage < NUM_STAGES:
-            raise ValueError(f"max_stage must be in 0..{NUM_STAGES - 1}, got {stage}")
+        stage = self.max_stage if max_stage is None else resolve_stage(max_stage, NUM_STAGES, self.name)
         height, width = left_bgr.shape[:2]
-        scale = working_scale(width, self.input_scale)
-        work_height, work_width = max(1, round(height * scale)), max(1, round(width * scale))
-        enlarge = scale > 1.0
+        work_height, work_width, x_scale = self._working_size(height, width)
+        enlarge = self.working_scale(width) > 1.0
         if (work_height, work_width) != (height, width):
             interpolation = cv2.INTER_CUBIC if enlarge else cv2.INTER_AREA
             left_bgr, right_bgr = (cv2.resize(image, (work_width, work_height), interpolation=interpolation)
                                    for image in (left_bgr, right_bgr))
-        x_scale = work_width / width
         model = self._working_model(math.ceil(self.max_disparity * x_scale))
         outputs = self._run(model, bgr_to_tensor(left_bgr), bgr_to_tensor(right_bgr), stage)
         if (work_height, work_width) == (height, width):
@@ -166,18 +199,28 @@ class CoarseToFineEstimator:
         interpolation = cv2.INTER_AREA if enlarge else cv2.INTER_LINEAR
         return [cv2.resize(d, (width, height), interpolation=interpolation) / np.float32(x_scale) for d in outputs]
 
+    def _working_size(self, height: int, width: int) -> tuple[int, int, float]:
+        """``(height, width, x_scale)`` at which the network runs for a ``height`` x ``width`` pair."""
+        scale = working_scale(width, self.input_scale)
+        work_height, work_width = max(1, round(height * scale)), max(1, round(width * scale))
+        return work_height, work_width, work_width / width
+
     def _run(self, model: CoarseToFineStereoNet, left: torch.Tensor, right: torch.Tensor, stage: int
              ) -> list[np.ndarray]:
-        if self.backend == "onnx":
-            key = (left.shape[-2], left.shape[-1], stage, model.max_disparity)
-            if key not in self._sessions:
-                self._sessions[key] = export_onnx_session(model, left.shape[-2], left.shape[-1], stage)
-            outputs = self._sessions[key].run(None, {"left": left.numpy(), "right": right.numpy()})
-            return [np.asarray(o[0, 0], dtype=np.float32) for o in outputs]  # no copy: fresh arrays per call
-        dtype = torch.float16 if self.half else torch.float32
-        with torch.inference_mode():
-            outputs = model(left.to(self.device, dtype), right.to(self.device, dtype), stage)
-        return [o[0, 0].float().cpu().numpy() for o in outputs]
+        outputs = self._runner(model, stage).run(left, right)
+        return [np.asarray(output[0, 0], dtype=np.float32) for output in outputs]  # no copy: fresh arrays per call
+
+    def _make_runner(self, model: CoarseToFineStereoNet, stage: int) -> NetworkRunner:
+        return NetworkRunner(_Stages(model, stage), INPUT_NAMES, [f"stage_{i}" for i in range(stage + 1)],
+                             backend=self._backend_option, device=self._device_option, half=self._half_option,
+                             weights_sha256=self._weights_sha256, config=dict(model.config, max_stage=stage),
+                             cache_dir=self._cache_dir)
+
+    def _runner(self, model: CoarseToFineStereoNet, stage: int) -> NetworkRunner:
+        key = (model.max_disparity, stage)
+        if key not in self._runners:
+            self._runners[key] = self._make_runner(model, stage)
+        return self._runners[key]
 
     def _working_model(self, max_disparity: int) -> CoarseToFineStereoNet:
         """The network with its search range in pixels of the working size (shares no tensors with the original)."""
@@ -188,6 +231,8 @@ class CoarseToFineEstimator:
 
 
 class _Stages(torch.nn.Module):
+    """The network up to ``max_stage`` with tensor-only inputs and a tuple of outputs (what ONNX export needs)."""
+
     def __init__(self, model: CoarseToFineStereoNet, max_stage: int) -> None:
         super().__init__()
         self.model = model
@@ -195,38 +240,6 @@ class _Stages(torch.nn.Module):
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.model(left, right, self.max_stage))
-
-
-def export_onnx_session(model: CoarseToFineStereoNet, height: int, width: int, max_stage: int):
-    """Export the network for one input size to ONNX (in memory) and open an onnxruntime CPU session.
-
-    Returns:
-        ``onnxruntime.InferenceSession`` with inputs ``left``, ``right`` (1, 3, H, W) float32 and one output per
-        stage (1, 1, H, W).
-    """
-    import onnxruntime
-
-    cpu_model = model.float().cpu().eval()
-    buffer = io.BytesIO()
-    example = (torch.zeros(1, 3, height, width), torch.zeros(1, 3, height, width))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_Stages(cpu_model, max_stage), example, buffer, opset_version=17,
-                          input_names=["left", "right"],
-                          output_names=[f"stage_{i}" for i in range(max_stage + 1)], dynamo=False)
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    LOGGER.debug("exported ONNX graph for %dx%d, stages 0..%d", height, width, max_stage)
-    return onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-
-
-def _onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _with_max_disparity(model: CoarseToFineStereoNet, max_disparity: int) -> CoarseToFineStereoNet:

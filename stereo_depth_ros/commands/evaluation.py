@@ -1,5 +1,9 @@
 """``stereo-depth-ros eval-pair``, ``eval-dataset``, ``eval-photometric`` and ``benchmark-stereo``.
 
+These commands build estimators through the model registry (:func:`stereo_depth_ros.models.registry.create_estimator`)
+and hand them to :mod:`stereo_depth_ros.evaluation`, which runs and scores what it is given; that is why they live
+in the command layer and not in ``evaluation`` (which imports no model).
+
 Everything a command computes is logged to stderr (progress bars included); stdout carries only the result (a
 markdown table, or with ``--json`` exactly one JSON document).
 """
@@ -131,30 +135,20 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
 
 
-def make_estimators(methods: list[str] | None, weights: str | None = None, max_disparity: int | None = None,
-                    backend: str = "auto", device: str = "auto", sgbm_disparities: int = 192,
-                    input_scale: float | None = None) -> list:
-    """Build the estimators named in ``methods`` (default both), network first.
+def _estimators_from(args: argparse.Namespace, methods: list[str] | None = None) -> list:
+    """The registry's estimators for the command's options: those named in ``methods`` (default both), network
+    first.
 
     Raises:
         WeightsError / ValueError: for bad weights or parameters (messages name them).
     """
-    from stereo_depth_ros.models.estimator import CoarseToFineEstimator
-    from stereo_depth_ros.models.sgbm import SGBMEstimator
+    from stereo_depth_ros.models.registry import create_estimator
 
-    methods = list(dict.fromkeys(methods or METHODS))
-    estimators = []
-    if "coarse-to-fine" in methods:
-        estimators.append(CoarseToFineEstimator(weights=weights, device=device, backend=backend,
-                                                max_disparity=max_disparity, input_scale=input_scale))
-    if "sgbm" in methods:
-        estimators.append(SGBMEstimator(num_disparities=sgbm_disparities))
-    return estimators
-
-
-def _estimators_from(args: argparse.Namespace, methods: list[str] | None = None) -> list:
-    return make_estimators(methods, args.weights, args.max_disparity, args.backend, args.device,
-                           args.sgbm_disparities, args.input_scale)
+    options = {"coarse-to-fine": {"weights": args.weights, "device": args.device, "backend": args.backend,
+                                  "max_disparity": args.max_disparity, "input_scale": args.input_scale},
+               "sgbm": {"max_disparity": args.sgbm_disparities}}
+    wanted = set(methods or METHODS)
+    return [create_estimator(method, **options[method]) for method in METHODS if method in wanted]
 
 
 @contextlib.contextmanager
@@ -354,7 +348,7 @@ def _run_eval_photometric(args: argparse.Namespace) -> int:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from stereo_depth_ros.evaluation.benchmark import benchmark_stereo
+    from stereo_depth_ros.commands.benchmark import benchmark_stereo
     from stereo_depth_ros.evaluation.evaluate import markdown_table
 
     with _stdout_to_stderr():

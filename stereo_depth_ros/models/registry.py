@@ -1,0 +1,159 @@
+"""The model registry: one name per model, with what it takes, what it gives and how to build it.
+
+Every caller (the ROS node, the command line, benchmarks, the GPU check) builds models through
+:func:`create_estimator`, so a new family (monocular depth, stereo super-resolution, instrument segmentation,
+NIR-to-RGB) becomes available everywhere by registering one :class:`ModelSpec`.
+
+Registered here: ``"coarse-to-fine"`` (the package's stereo network, stereo pair -> disparity per stage) and
+``"sgbm"`` (OpenCV's semi-global block matching, the classical baseline: one stage, no weights).
+
+Example:
+    >>> model_names("stereo-pair")
+    ['coarse-to-fine', 'sgbm']
+    >>> create_estimator("sgbm", max_disparity=64).disparity_range()
+    (0.0, 63.0)
+    >>> create_estimator("sgbm", weights="w.safetensors")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'sgbm' has no option 'weights'; its options: max_disparity, min_disparity, block_size, ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from stereo_depth_ros.models.base import Estimator
+
+INPUT_KINDS = ("stereo-pair", "image", "nir-image")
+OUTPUT_KINDS = ("disparity-stages", "depth", "mask", "image", "image-pair")
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows about one model.
+
+    Attributes:
+        name: the registered name ("coarse-to-fine"), also the estimator's ``name``.
+        family: the kind of task ("stereo", later "monocular-depth", "super-resolution", "segmentation",
+            "cross-modal").
+        input_kind: one of :data:`INPUT_KINDS` (what ``predict`` takes).
+        output_kinds: kinds from :data:`OUTPUT_KINDS` (the keys of ``predict``'s dict).
+        build: ``build(**options) -> Estimator``, called by :func:`create_estimator` with the options given.
+        architecture: the architecture name stored in the weights' metadata (None for classical methods).
+        default_weights: the packaged weights file (None when the model needs none).
+        description: one line for help texts and tables.
+        options: the option names ``build`` accepts; :func:`create_estimator` refuses any other.
+    """
+
+    name: str
+    family: str
+    input_kind: str
+    output_kinds: tuple[str, ...]
+    build: Callable[..., Estimator]
+    architecture: str | None = None
+    default_weights: Path | None = None
+    description: str = ""
+    options: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"a model needs a non-empty name, got {self.name!r}")
+        if self.input_kind not in INPUT_KINDS:
+            raise ValueError(f"model {self.name!r}: input_kind must be one of {INPUT_KINDS}, got {self.input_kind!r}")
+        unknown = [kind for kind in self.output_kinds if kind not in OUTPUT_KINDS]
+        if not self.output_kinds or unknown:
+            raise ValueError(f"model {self.name!r}: output_kinds must be a non-empty selection of {OUTPUT_KINDS}, "
+                             f"got {self.output_kinds!r}")
+        if not callable(self.build):
+            raise ValueError(f"model {self.name!r}: build must be callable, got {self.build!r}")
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec, replace: bool = False) -> ModelSpec:
+    """Register ``spec`` under ``spec.name`` and return it.
+
+    Raises:
+        ValueError: if the name is taken (unless ``replace``) or ``spec`` is not a :class:`ModelSpec`.
+    """
+    if not isinstance(spec, ModelSpec):
+        raise ValueError(f"register_model takes a ModelSpec, got {type(spec).__name__}")
+    if spec.name in _REGISTRY and not replace:
+        raise ValueError(f"a model named {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered under ``name``.
+
+    Raises:
+        ValueError: for an unknown name, listing the registered ones.
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(model_names())}") from None
+
+
+def model_names(input_kind: str | None = None) -> list[str]:
+    """Registered model names, in registration order; only those taking ``input_kind`` when given.
+
+    Raises:
+        ValueError: for an ``input_kind`` not in :data:`INPUT_KINDS`.
+    """
+    if input_kind is not None and input_kind not in INPUT_KINDS:
+        raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
+    return [name for name, spec in _REGISTRY.items() if input_kind is None or spec.input_kind == input_kind]
+
+
+def create_estimator(name: str, **options) -> Estimator:
+    """Build the model registered under ``name`` with ``options``.
+
+    Options of ``"coarse-to-fine"``: ``weights`` (path, None = packaged), ``device`` ("auto", "cpu", "cuda"),
+    ``max_disparity`` (pixels, None = the weights'), ``input_scale`` (None = auto), ``backend`` ("auto", "torch",
+    "onnx"), ``max_stage`` (0..3), ``half`` (float16 on CUDA). Options of ``"sgbm"``: ``max_disparity`` (the search
+    range in pixels, None = 192, a multiple of 16) and OpenCV's ``min_disparity``, ``block_size``, ``p1``, ``p2``,
+    ``uniqueness_ratio``, ``speckle_window_size``, ``speckle_range``, ``disp12_max_diff``, ``pre_filter_cap``,
+    ``mode``.
+
+    Raises:
+        ValueError: for an unknown name or option (naming it), or an invalid option value.
+        stereo_depth_ros.models.weights.WeightsError: for a missing or wrong weights file (naming it).
+    """
+    spec = model_spec(name)
+    unknown = [option for option in options if option not in spec.options]
+    if unknown:
+        raise ValueError(f"model {name!r} has no option{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(o) for o in unknown)}; its options: {', '.join(spec.options)}")
+    return spec.build(**options)
+
+
+def _build_coarse_to_fine(**options) -> Estimator:
+    from stereo_depth_ros.models.estimator import CoarseToFineEstimator
+
+    return CoarseToFineEstimator(**options)
+
+
+def _build_sgbm(max_disparity: int | None = None, **options) -> Estimator:
+    from stereo_depth_ros.models.sgbm import DEFAULT_NUM_DISPARITIES, SGBMEstimator
+
+    return SGBMEstimator(num_disparities=DEFAULT_NUM_DISPARITIES if max_disparity is None else max_disparity,
+                         **options)
+
+
+register_model(ModelSpec(
+    name="coarse-to-fine", family="stereo", input_kind="stereo-pair", output_kinds=("disparity-stages",),
+    build=_build_coarse_to_fine, architecture="coarse-to-fine-stereo/v2",
+    default_weights=WEIGHTS_DIR / "coarse_to_fine_stereo.safetensors",
+    description="coarse-to-fine stereo network (AnyNet-style, 4 stages, self-supervised)",
+    options=("weights", "device", "max_disparity", "input_scale", "backend", "max_stage", "half")))
+register_model(ModelSpec(
+    name="sgbm", family="stereo", input_kind="stereo-pair", output_kinds=("disparity-stages",), build=_build_sgbm,
+    description="OpenCV semi-global block matching, 3-way (classical baseline, one stage)",
+    options=("max_disparity", "min_disparity", "block_size", "p1", "p2", "uniqueness_ratio", "speckle_window_size",
+             "speckle_range", "disp12_max_diff", "pre_filter_cap", "mode")))
