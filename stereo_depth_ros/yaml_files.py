@@ -1,6 +1,6 @@
 """Reading YAML configuration files (camera_info YAML, ROS 2 parameters files) with errors that name the file.
 
-No rclpy and no torch here: the launch-side code (``ros/bringup_spec.py``) and the bag tools (``data/bags.py``)
+No rclpy and no torch here: the launch-side code (``ros/bringup_spec.py``) and the bag tools (``data/stereo_bag.py``)
 both import it.
 """
 

@@ -1,5 +1,7 @@
 """Geometry: disparity <-> depth, reprojection, warping (core, no ROS)."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -13,12 +15,15 @@ def test_disparity_to_depth_follows_f_b_over_d_and_marks_invalid_nan():
     depth = disparity_to_depth(disparity, focal_px=1000.0, baseline_m=0.004)
     assert depth.dtype == np.float32
     np.testing.assert_allclose(depth[0], [0.4, 0.2], rtol=1e-6)
-    assert np.isnan(depth[1]).all()
+    assert np.isnan(depth[1:]).all(), "no measurement (0, NaN, inf, negative) is NaN, never +-inf (REP-117)"
 
 
-def test_depth_range_limits_become_nan():
-    depth = disparity_to_depth(np.array([1.0, 10.0, 100.0]), 100.0, 0.1, min_depth=0.5, max_depth=5.0)
-    assert np.isnan(depth[0]) and np.isclose(depth[1], 1.0) and np.isnan(depth[2])
+def test_depth_range_limits_follow_rep_117():
+    depth = disparity_to_depth(np.array([1.0, 10.0, 100.0, 0.0]), 100.0, 0.1, min_depth=0.5, max_depth=5.0)
+    # d = 1 -> 10 m, beyond max_depth: +inf; d = 100 -> 0.1 m, nearer than min_depth: -inf; d = 0: NaN
+    assert depth[0] == np.inf and np.isclose(depth[1], 1.0) and depth[2] == -np.inf and np.isnan(depth[3])
+    unlimited = disparity_to_depth(np.array([1e-3]), 100.0, 0.1)
+    assert np.isfinite(unlimited).all() and unlimited[0] == pytest.approx(1e4)
 
 
 def test_depth_and_disparity_round_trip():
@@ -35,7 +40,7 @@ def test_invalid_calibration_is_rejected(focal, baseline):
 
 
 def test_reprojection_matches_pinhole_model():
-    calibration = StereoCameraModel(focal_px=500.0, cx=2.0, cy=1.0, baseline_m=0.1)
+    calibration = StereoCameraModel(fx=500.0, cx=2.0, cy=1.0, baseline_m=0.1)
     disparity = np.full((3, 5), 25.0, dtype=np.float32)
     disparity[0, 0] = -1.0
     points = reproject_disparity_to_points(disparity, calibration)
@@ -45,14 +50,98 @@ def test_reprojection_matches_pinhole_model():
     assert np.isnan(points[0, 0]).all()
 
 
+def test_reprojection_makes_out_of_range_points_all_nan():
+    calibration = StereoCameraModel(fx=100.0, cx=1.0, cy=1.0, baseline_m=0.1)
+    disparity = np.array([[1.0, 10.0, 100.0], [np.nan, 0.0, 10.0]], dtype=np.float32)  # 10 m, 1 m, 0.1 m ...
+    points = reproject_disparity_to_points(disparity, calibration, min_depth=0.5, max_depth=5.0)
+    invalid = np.array([[True, False, True], [True, True, False]])
+    assert np.isnan(points[invalid]).all(), "too far, too near and no measurement: x, y, z all NaN"
+    assert np.isfinite(points[~invalid]).all() and not np.isinf(points).any()
+
+
 def test_reprojection_agrees_with_opencv():
     import cv2
 
-    calibration = StereoCameraModel(focal_px=700.0, cx=30.0, cy=20.0, baseline_m=0.05)
+    calibration = StereoCameraModel(fx=700.0, cx=30.0, cy=20.0, baseline_m=0.05)
     disparity = np.random.default_rng(1).uniform(5, 40, (40, 60)).astype(np.float32)
     q = np.array([[1, 0, 0, -30.0], [0, 1, 0, -20.0], [0, 0, 0, 700.0], [0, 0, 1 / 0.05, 0]])
     expected = cv2.reprojectImageTo3D(disparity, q)
     np.testing.assert_allclose(reproject_disparity_to_points(disparity, calibration), expected, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------- stereo camera model
+
+MOTORCYCLE_Q = dict(fx=999.421, cx=294.182, cy=252.932, baseline_m=0.193001, cx_right=326.96)
+
+
+def camera_info(fx, cx, cy, tx, width=741, height=497, fy=None):
+    """A duck-typed camera_info (fields p, k, width, height) like CameraInfoData or a ROS message."""
+    fy = fx if fy is None else fy
+    return SimpleNamespace(width=width, height=height, k=[fx, 0, cx, 0, fy, cy, 0, 0, 1],
+                           p=[fx, 0, cx, tx, 0, fy, cy, 0, 0, 0, 1, 0])
+
+
+def test_camera_model_from_camera_info_has_image_geometry_semantics():
+    left = camera_info(999.421, 294.182, 252.932, 0.0, fy=999.5)
+    right = camera_info(999.421, 326.96, 252.932, -999.421 * 0.193001, fy=999.5)
+    camera = StereoCameraModel.from_camera_info(left, right)
+    assert (camera.fx, camera.fy, camera.cx, camera.cy, camera.cx_right) == pytest.approx(
+        (999.421, 999.5, 294.182, 252.932, 326.96))
+    assert camera.baseline_m == pytest.approx(0.193001)
+    assert camera.principal_point_offset == pytest.approx(294.182 - 326.96)
+    assert camera.disparity_offset_px == pytest.approx(32.778), "Middlebury's doffs = cx_right - cx_left"
+    # image_geometry: Z = fx B / (d - (cx_l - cx_r)) for an image disparity d = x_l - x_r
+    d = np.array([7.0, 30.0, 65.0], np.float32)
+    expected = 999.421 * 0.193001 / (d + 32.778)
+    np.testing.assert_allclose(camera.depth_from_disparity(d), expected, rtol=1e-5)
+    assert not np.allclose(camera.depth_from_disparity(d), 999.421 * 0.193001 / d, rtol=0.05), "doffs matters"
+    np.testing.assert_allclose(camera.disparity_from_depth(expected), d, rtol=1e-4)
+    assert camera.depth_from_disparity(-32.778) != camera.depth_from_disparity(-32.778)  # NaN: no measurement
+    assert camera.depth_from_disparity(60.0, max_depth=1.0) == np.inf
+
+
+def test_camera_model_reprojection_agrees_with_opencv_q_and_doffs():
+    import cv2
+
+    camera = StereoCameraModel(**MOTORCYCLE_Q)
+    disparity = np.random.default_rng(2).uniform(7, 65, (30, 40)).astype(np.float32)
+    expected = cv2.reprojectImageTo3D(disparity, camera.reprojection_matrix())
+    np.testing.assert_allclose(camera.reproject(disparity), expected, rtol=1e-4)
+    np.testing.assert_allclose(camera.reproject(disparity)[..., 2], camera.depth_from_disparity(disparity),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("left, right, field", [
+    (camera_info(0.0, 0.0, 0.0, 0.0), camera_info(500, 320, 240, -5), "left camera_info field 'p'"),
+    (camera_info(500, 320, 240, 0.0), camera_info(500, 320, 240, 0.0), "P[3]"),
+    (camera_info(500, 320, 240, -5.0), camera_info(500, 320, 240, 0.0), "P[3]"),  # left and right files swapped
+    (camera_info(500, 320, 240, 0.0), camera_info(500, 320, 240, 5.0), "swapped"),
+    (camera_info(-500, 320, 240, 0.0), camera_info(500, 320, 240, -5.0), "P[0]"),
+    (camera_info(500, 320, 240, 0.0), camera_info(500, 320, 240, -5.0, width=640), "'width' x 'height'"),
+    (SimpleNamespace(p=[1.0] * 3, k=[1.0] * 9), camera_info(500, 320, 240, -5.0), "12 numbers"),
+])
+def test_camera_model_from_bad_camera_info_names_the_field(left, right, field):
+    with pytest.raises(ValueError) as caught:
+        StereoCameraModel.from_camera_info(left, right)
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(fx=0.0), "fx"), (dict(baseline_m=-0.1), "baseline_m"),
+                                          (dict(cx=np.nan), "cx"), (dict(fy=np.inf), "fy")])
+def test_camera_model_rejects_bad_values(kwargs, name):
+    values = dict(fx=500.0, cx=320.0, cy=240.0, baseline_m=0.005, **{})
+    values.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        StereoCameraModel(**values)
+
+
+def test_camera_model_defaults_and_scaling():
+    camera = StereoCameraModel(500.0, 320.0, 240.0, 0.005)
+    assert camera.fy == 500.0 and camera.cx_right == 320.0 and camera.principal_point_offset == 0.0
+    assert camera.focal_px == camera.fx
+    half = StereoCameraModel(**MOTORCYCLE_Q).scaled(0.5)
+    assert (half.fx, half.cx, half.cx_right, half.baseline_m) == pytest.approx((499.7105, 147.091, 163.48, 0.193001))
+    assert half.disparity_offset_px == pytest.approx(32.778 / 2)
 
 
 def test_warping_reproduces_a_known_shift():

@@ -17,7 +17,9 @@ Sets and their units (see docs/evaluation.md):
   ``calib.txt`` (f in px, baseline in mm, doffs in px: ``Z = f B / (d + doffs)``).
 - ``sceneflow-sample``: one FlyingThings3D pair, left disparity PFM; pixels marked occluded (255) in
   ``occlusion/left`` are excluded; no calibration.
-- ``skimage-motorcycle``: ``skimage.data.stereo_motorcycle()`` (Middlebury 2014 Motorcycle, 741x500), no calibration.
+- ``skimage-motorcycle``: ``skimage.data.stereo_motorcycle()`` (Middlebury 2014 Motorcycle, 741x500), no calibration
+  in the set (so its accuracy rows have no depth errors); :func:`load_skimage_motorcycle` is the package's one loader
+  of this pair and :data:`SKIMAGE_MOTORCYCLE_CAMERA` its calibration, used by the demo and the tests.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
+from stereo_depth_ros.geometry import StereoCameraModel
 from stereo_depth_ros.images import IMAGE_SUFFIXES, natural_key, read_image_bgr
 from stereo_depth_ros.evaluation.readers import (DISPARITY_SUFFIXES, decode_bdis_depth, read_disparity,
                                                  read_mask, read_middlebury2003_disparity)
@@ -40,6 +43,15 @@ BDIS_BASELINE_DEPTH_UNITS = 0.5
 BDIS_DEPTH_UNIT_M = 0.01  # the renderer's unit, taken as centimetres
 BDIS_SETS = (30, 31, 32, 33)
 BDIS_ZERO_BASED_SETS = (32,)
+#: The rectified BDIS synthetic cameras: K = [[520, 0, 320], [0, 520, 240], [0, 0, 1]], baseline 0.5 depth units.
+BDIS_CAMERA = StereoCameraModel(fx=BDIS_FOCAL_PX, cx=320.0, cy=240.0,
+                                baseline_m=BDIS_BASELINE_DEPTH_UNITS * BDIS_DEPTH_UNIT_M)
+#: Calibration of scikit-image's Middlebury 2014 Motorcycle pair (741x500, a quarter of the full size), as the
+#: docstring of ``skimage.data.stereo_motorcycle`` gives it: focal length 994.978 px, principal point
+#: (311.193, 254.877) px, principal point dx 31.086 px (Middlebury's ``doffs = cx_right - cx_left``, so the right
+#: camera's cx is 342.279 px), baseline 193.001 mm. Depth is ``Z = f B / (d + doffs)``.
+SKIMAGE_MOTORCYCLE_CAMERA = StereoCameraModel(fx=994.978, cx=311.193, cy=254.877, baseline_m=0.193001,
+                                              cx_right=311.193 + 31.086)
 
 
 def default_data_root() -> Path:
@@ -59,6 +71,8 @@ class StereoSample:
         baseline_m: baseline in metres, or None.
         valid: optional (H, W) bool of pixels to evaluate (e.g. not occluded), or None for all GT-valid pixels.
         disparity_offset_px: ``doffs`` for depth (``Z = f B / (d + doffs)``), Middlebury 2014 only, else 0.
+        camera: the :class:`~stereo_depth_ros.geometry.StereoCameraModel` of the pair, or None. When given and
+            ``focal_px`` is None, ``focal_px``, ``baseline_m`` and ``disparity_offset_px`` are taken from it.
 
     Iterating a sample gives the first seven fields in this order, so
     ``name, left, right, gt, focal_px, baseline_m, valid = sample`` works.
@@ -72,6 +86,12 @@ class StereoSample:
     baseline_m: float | None = None
     valid: np.ndarray | None = None
     disparity_offset_px: float = 0.0
+    camera: StereoCameraModel | None = None
+
+    def __post_init__(self) -> None:
+        if self.camera is not None and self.focal_px is None:
+            self.focal_px, self.baseline_m = self.camera.fx, self.camera.baseline_m
+            self.disparity_offset_px = self.camera.disparity_offset_px
 
     def __iter__(self):
         return iter((self.name, self.left_bgr, self.right_bgr, self.gt_disparity, self.focal_px, self.baseline_m,
@@ -117,8 +137,7 @@ def _bdis_sample(set_dir: Path, image_name: str, depth_path: Path, set_id: int) 
     positive = np.isfinite(depth) & (depth > 0)
     gt[positive] = BDIS_FOCAL_PX * BDIS_BASELINE_DEPTH_UNITS / depth[positive]
     return StereoSample(name=f"bdis-synthetic-{set_id}/{Path(image_name).stem}", left_bgr=left, right_bgr=right,
-                        gt_disparity=gt, focal_px=BDIS_FOCAL_PX,
-                        baseline_m=BDIS_BASELINE_DEPTH_UNITS * BDIS_DEPTH_UNIT_M)
+                        gt_disparity=gt, camera=BDIS_CAMERA)
 
 
 def bdis_synthetic(data_root: Path, sets: tuple[int, ...] = BDIS_SETS) -> GroundTruthDataset:
@@ -166,7 +185,8 @@ def read_middlebury2014_calib(path: Path) -> dict[str, float]:
     """Parse a Middlebury 2014 ``calib.txt``: focal length (px), baseline (mm), doffs (px) and the sizes.
 
     Returns:
-        ``{"focal_px", "baseline_mm", "doffs_px", ...}`` with every other ``key=value`` number as well.
+        ``{"focal_px", "baseline_mm", "doffs_px", "cx0_px", "cy0_px", "cx1_px", ...}`` with every other
+        ``key=value`` number as well (``cx1_px`` is ``cx0_px + doffs`` when ``cam1`` is absent).
 
     Raises:
         FileNotFoundError: if the file is missing. ValueError: naming it, if ``cam0`` or ``baseline`` is missing.
@@ -174,20 +194,34 @@ def read_middlebury2014_calib(path: Path) -> dict[str, float]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"Middlebury calibration {path} does not exist")
     values: dict[str, float] = {}
-    cam0 = None
+    cameras: dict[str, list[float]] = {}
     for line in Path(path).read_text().splitlines():
         key, _, value = line.partition("=")
         key, value = key.strip(), value.strip()
-        if key == "cam0":
-            cam0 = [float(v) for v in re.split(r"[\s;\[\]]+", value) if v]
+        if key in ("cam0", "cam1"):
+            cameras[key] = [float(v) for v in re.split(r"[\s;\[\]]+", value) if v]
         elif key:
             try:
                 values[key] = float(value)
             except ValueError:
                 continue
+    cam0 = cameras.get("cam0")
     if cam0 is None or len(cam0) != 9 or "baseline" not in values:
         raise ValueError(f"Middlebury calibration {path} lacks cam0=[3x3] or baseline=")
-    return dict(values, focal_px=cam0[0], baseline_mm=values["baseline"], doffs_px=values.get("doffs", 0.0))
+    doffs = values.get("doffs", 0.0)
+    cam1 = cameras.get("cam1")
+    cx1 = cam1[2] if cam1 is not None and len(cam1) == 9 else cam0[2] + doffs
+    return dict(values, focal_px=cam0[0], baseline_mm=values["baseline"], doffs_px=doffs, cx0_px=cam0[2],
+                cy0_px=cam0[5], cx1_px=cx1)
+
+
+def middlebury2014_camera(calib: dict[str, float]) -> StereoCameraModel:
+    """The stereo camera model of a parsed Middlebury 2014 ``calib.txt`` (:func:`read_middlebury2014_calib`):
+    ``fx = cam0[0]``, ``cx = cam0[2]``, ``cy = cam0[5]``, ``cx_right = cam1[2]`` (so ``doffs = cx_right - cx``),
+    baseline in metres (the file's millimetres / 1000).
+    """
+    return StereoCameraModel(fx=calib["focal_px"], cx=calib["cx0_px"], cy=calib["cy0_px"],
+                             baseline_m=calib["baseline_mm"] / 1000.0, cx_right=calib["cx1_px"])
 
 
 def middlebury2014_motorcycle_q(data_root: Path) -> GroundTruthDataset:
@@ -207,7 +241,7 @@ def middlebury2014_motorcycle_q(data_root: Path) -> GroundTruthDataset:
                             gt_disparity=read_disparity(folder / "disp0GT.pfm"), focal_px=calib["focal_px"],
                             baseline_m=calib["baseline_mm"] / 1000.0,
                             valid=read_mask(mask_path) if mask_path.is_file() else None,
-                            disparity_offset_px=calib["doffs_px"])
+                            disparity_offset_px=calib["doffs_px"], camera=middlebury2014_camera(calib))
     return GroundTruthDataset("middlebury2014-motorcycle-q", [read])
 
 
@@ -242,14 +276,39 @@ def skimage_motorcycle(data_root: Path | None = None) -> GroundTruthDataset:
     return GroundTruthDataset("skimage-motorcycle", [read])
 
 
-def load_skimage_motorcycle() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``skimage.data.stereo_motorcycle()`` as (left BGR uint8, right BGR uint8, disparity float32 px NaN unknown)."""
+def load_skimage_motorcycle(scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-image's real Middlebury 2014 Motorcycle pair (``skimage.data.stereo_motorcycle()``) with its
+    ground truth, optionally downscaled: the package's one loader of this pair (tests, demo, benchmarks).
+
+    Its calibration is :data:`SKIMAGE_MOTORCYCLE_CAMERA` (``.scaled(scale)`` for a downscaled pair).
+
+    Args:
+        scale: resize factor in (0, 1]; the images are resized with area interpolation to
+            ``round(741 * scale) x round(500 * scale)``, the disparity with nearest neighbours (so unknown pixels
+            do not bleed into their neighbours) and multiplied by ``scale``.
+
+    Returns:
+        ``(left_bgr, right_bgr, disparity)``: (H, W, 3) uint8 BGR images (500x741 at scale 1) and the (H, W)
+        float32 left image disparity ``x_l - x_r`` in pixels, NaN where unknown (scikit-image marks unknown pixels
+        with NaN and inf).
+
+    Raises:
+        ValueError: if ``scale`` is not in (0, 1].
+    """
     from skimage import data
 
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale}")
     left, right, disparity = data.stereo_motorcycle()
+    left, right = np.ascontiguousarray(left[..., ::-1]), np.ascontiguousarray(right[..., ::-1])
     disparity = np.asarray(disparity, dtype=np.float32).copy()
     disparity[~np.isfinite(disparity) | (disparity <= 0)] = np.nan
-    return (np.ascontiguousarray(left[..., ::-1]), np.ascontiguousarray(right[..., ::-1]), disparity)
+    if scale != 1:
+        size = (max(1, round(left.shape[1] * scale)), max(1, round(left.shape[0] * scale)))
+        left = cv2.resize(left, size, interpolation=cv2.INTER_AREA)
+        right = cv2.resize(right, size, interpolation=cv2.INTER_AREA)
+        disparity = cv2.resize(disparity, size, interpolation=cv2.INTER_NEAREST) * np.float32(scale)
+    return left, right, disparity.astype(np.float32)
 
 
 def folder_dataset(folder: str | Path, focal_px: float | None = None, baseline_m: float | None = None
@@ -338,4 +397,5 @@ def resize_sample(sample: StereoSample, height: int, width: int) -> StereoSample
                         gt_disparity=gt.astype(np.float32),
                         focal_px=None if sample.focal_px is None else sample.focal_px * scale,
                         baseline_m=sample.baseline_m, valid=valid,
-                        disparity_offset_px=sample.disparity_offset_px * scale)
+                        disparity_offset_px=sample.disparity_offset_px * scale,
+                        camera=None if sample.camera is None else sample.camera.scaled(scale))

@@ -14,17 +14,23 @@ Formats:
 - ``.tif``/``.tiff``/``.exr`` single-channel float: pixels.
 - Middlebury 2003 8-bit disparity (``disp2.pgm``): value / 4, 0 = unknown (:func:`read_middlebury2003_disparity`).
 - BDIS synthetic depth PNG (:func:`decode_bdis_depth`).
+
+Ground-truth depth maps (:func:`read_depth`, metres) and the pairing of ground-truth files with images
+(:func:`match_ground_truth`) are here too; ``stereo-depth-ros make-bag`` uses them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 DISPARITY_SUFFIXES = (".npy", ".pfm", ".png", ".tif", ".tiff", ".exr")
+DEPTH_ENCODINGS = ("auto", "bdis")
+DEPTH_SUFFIXES = (".npy", ".pfm", ".png", ".tif", ".tiff", ".exr")
 _PFM_HEADER = re.compile(rb"(P[fF])\s+(\d+)\s+(\d+)\s+(\S+)\s")
 
 
@@ -216,3 +222,95 @@ def _unknown_to_nan(disparity: np.ndarray) -> np.ndarray:
     disparity = disparity.astype(np.float32, copy=True)
     disparity[~np.isfinite(disparity) | (disparity <= 0)] = np.nan
     return disparity
+
+
+def match_ground_truth(images: Sequence[Path], gt_dir: str | Path, suffixes: Sequence[str], what: str
+                       ) -> list[Path]:
+    """Ground-truth files for the left images: by file stem when every image has a file of the same stem,
+    otherwise by position in natural order (which needs as many files as images; this pairs BDIS set 32, whose
+    ``depth_0000000.png`` belongs to ``1.png``).
+
+    Args:
+        images: the left image paths, in order.
+        gt_dir: folder of ground-truth files.
+        suffixes: accepted lower-case file suffixes, e.g. :data:`DISPARITY_SUFFIXES`.
+        what: what the files are, for error messages ("ground-truth depth").
+
+    Returns:
+        one path per image, in the order of ``images``.
+
+    Raises:
+        FileNotFoundError: if the folder does not exist.
+        ValueError: if it holds no file of the suffixes, or neither stems nor counts match.
+    """
+    from stereo_depth_ros.images import natural_key
+
+    gt_dir = Path(gt_dir)
+    if not gt_dir.is_dir():
+        raise FileNotFoundError(f"{what} folder {gt_dir} does not exist")
+    files = sorted((p for p in gt_dir.iterdir() if p.is_file() and p.suffix.lower() in suffixes), key=natural_key)
+    if not files:
+        raise ValueError(f"{what} folder {gt_dir} holds no {'/'.join(suffixes)} file")
+    by_stem = {p.stem: p for p in files}
+    if all(image.stem in by_stem for image in images):
+        return [by_stem[image.stem] for image in images]
+    if len(files) != len(images):
+        raise ValueError(f"{what} folder {gt_dir} has {len(files)} files for {len(images)} images and their names "
+                         f"do not match the images' (e.g. no {images[0].stem}.*): cannot pair them")
+    return files
+
+
+def read_depth(path: str | Path, depth_scale: float = 1.0, encoding: str = "auto") -> np.ndarray:
+    """Read a ground-truth depth map and convert it to metres.
+
+    Args:
+        path: ``.npy``, ``.pfm``, float ``.tif``/``.tiff``/``.exr`` or 16-bit ``.png`` (encoding "auto"), or a
+            BDIS synthetic colour-coded PNG (encoding "bdis", see :func:`decode_bdis_depth`).
+        depth_scale: metres per stored unit (e.g. 0.001 for millimetre PNGs, 0.01 for BDIS centimetres), > 0.
+        encoding: "auto" or "bdis".
+
+    Returns:
+        (H, W) float32 depth in metres, NaN where unknown (0, negative, NaN or inf in the file).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: for a bad scale or encoding, an unsupported suffix, an undecodable file, or a map that is
+            not (H, W).
+    """
+    path = Path(path)
+    if not np.isfinite(depth_scale) or depth_scale <= 0:
+        raise ValueError(f"depth scale must be a positive number of metres per unit, got {depth_scale}")
+    if encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"depth file {path} does not exist")
+    suffix = path.suffix.lower()
+    if encoding == "bdis":
+        depth = decode_bdis_depth(path)
+    elif suffix == ".npy":
+        try:
+            depth = np.load(path, allow_pickle=False)
+        except Exception as error:  # numpy raises several types for corrupt files
+            raise ValueError(f"depth file {path} is not a readable .npy array: {error}") from error
+        if not np.issubdtype(depth.dtype, np.number):
+            raise ValueError(f"depth file {path} holds {depth.dtype} values, expected numbers")
+    elif suffix == ".pfm":
+        depth = read_pfm(path)
+    elif suffix in (".png", ".tif", ".tiff", ".exr"):
+        depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if depth is None:
+            raise ValueError(f"depth file {path} could not be decoded")
+        if suffix == ".png" and depth.dtype != np.uint16:
+            raise ValueError(f"depth file {path} is a {depth.dtype} PNG; a depth PNG must be 16-bit (value * "
+                             f"depth scale = metres), or pass encoding 'bdis' for BDIS colour-coded depth")
+    else:
+        raise ValueError(f"depth file {path} has an unsupported format {suffix!r}; supported: "
+                         f"{', '.join(DEPTH_SUFFIXES)}")
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2 or depth.size == 0:
+        raise ValueError(f"depth file {path} holds an array of shape {depth.shape}, expected (H, W)")
+    depth = depth.astype(np.float64) * depth_scale
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth.astype(np.float32)

@@ -1,33 +1,44 @@
-"""Replay a stereo bag through the stereo node over real ROS 2 topics, record its outputs and evaluate them.
+"""Replay a bag through a node over real ROS 2 topics, record its outputs and evaluate them: one replay for every
+node kind, driven by a frame spec.
 
-``stereo-depth-ros replay BAG --out DIR`` (:func:`replay_bag`):
+``stereo-depth-ros replay BAG --out DIR [--pace lockstep|bag] [--rate R]`` (:func:`replay_bag`):
 
-1. checks the bag (:func:`stereo_depth_ros.data.bags.inspect_stereo_bag`: stereo topics present, not truncated);
-2. starts the nodes of the parameters file in this process (:func:`stereo_depth_ros.ros.bringup.start_nodes`,
-   namespace ``/stereo``) and a replay node, all in one rclpy context on one ``MultiThreadedExecutor``;
-3. publishes the bag's messages on their recorded topics (reliable QoS, depth 10, so subscribers in other
-   processes receive them too) with their recorded header stamps: each message's CDR bytes are deserialized with
-   ``rclpy.serialization.deserialize_message`` and published. Pacing: the bag's rate times ``rate`` (``rate`` None
-   or 0: as fast as the node keeps up); in both cases, after each stereo pair the replay waits (bounded by
-   ``frame_timeout_s``) until the node's outputs for that stamp have arrived, so no frame is dropped by
-   over-running the node;
-4. records ``/stereo/disparity``, ``depth``, ``points2`` (and ``disparity/stage_N`` when the node publishes
-   them) as raw serialized messages into ``DIR/outputs`` (rosbag2 MCAP; log time = header stamp, so the outputs
-   line up with the input bag's timeline in ``ros2 bag play`` and Foxglove);
-5. writes ``DIR/report.json``, ``DIR/report.md`` and ``DIR/contact_sheet.png``: frames in and out, dropped
-   frames, latency (publish of the pair's last image to receipt of the frame's last output) p50/p95/max,
-   throughput, and, when the bag has ``/stereo/gt/depth``, depth MAE/RMSE (mm) and disparity EPE (px) against
-   the ground truth (:mod:`stereo_depth_ros.evaluation.metrics`).
+1. picks the :class:`FrameSpec` of the node kind the parameters file starts (:data:`FRAME_SPECS`: the node's
+   input topics and message types, the inputs that make up a frame, its outputs, the bag's ground-truth topics,
+   how to decode them into arrays and which scorers of :mod:`stereo_depth_ros.evaluation.scorers` to run);
+2. checks the bag (:func:`stereo_depth_ros.data.bag_io.inspect_bag`: the spec's input topics present with their
+   types, not truncated) and reads the stereo camera model from its camera_info
+   (:meth:`stereo_depth_ros.geometry.StereoCameraModel.from_camera_info`);
+3. starts the nodes in this process (:func:`stereo_depth_ros.ros.bringup.start_nodes`, namespace ``/stereo``) and
+   a replay node on one ``MultiThreadedExecutor``; subscribes to the node's outputs *first* and waits until they
+   match, then waits until the node subscribes to its inputs (nodes are lazy: they subscribe to their inputs only
+   once an output has a subscriber);
+4. publishes the bag's messages on their recorded topics (reliable, depth 10) with their recorded header stamps,
+   paced by :data:`PACES`:
+
+   - ``lockstep`` (default, evaluation): after each frame the replay waits (bounded by ``frame_timeout_s``) until
+     the node's outputs for that stamp have arrived before it publishes the next frame; ``rate`` None or 0 = as
+     fast as the node keeps up, otherwise at most the bag's rate times ``rate``. No frame is lost to over-running
+     the node.
+   - ``bag`` (live): at the bag's rate times ``rate`` (default 1), never waiting, as a live camera would; a node
+     slower than that drops frames, and drops and latency are reported as a live system sees them;
+
+5. records every output (and ``disparity/stage_N`` when the node publishes stages) as raw serialized messages
+   into ``DIR/outputs`` (rosbag2 MCAP; log time = header stamp);
+6. writes ``DIR/report.json``, ``DIR/report.md`` and ``DIR/contact_sheet.png``
+   (:mod:`stereo_depth_ros.ros.replay_report`): pacing, frames in and out, dropped frames, latency (publish of a
+   frame's last input image to receipt of its last output) p50/p95/max, throughput, and the scorers' metrics
+   against the bag's ground truth.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,15 +50,13 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.serialization import deserialize_message
 from tqdm import tqdm
 
-from stereo_depth_ros.data import bags
-from stereo_depth_ros.data.bags import (DISPARITY_TYPE, GT_DEPTH_TOPIC, IMAGE_TYPE, LEFT_IMAGE_TOPIC,
-                                        POINT_CLOUD_TYPE, RIGHT_IMAGE_TOPIC, RawBagRecorder)
-from stereo_depth_ros.evaluation import metrics
-from stereo_depth_ros.geometry import depth_to_disparity
-from stereo_depth_ros.ros import bringup_spec
+from stereo_depth_ros.data import bag_io
+from stereo_depth_ros.data.bag_io import CAMERA_INFO_TYPE, DISPARITY_TYPE, IMAGE_TYPE, POINT_CLOUD_TYPE
+from stereo_depth_ros.geometry import StereoCameraModel
+from stereo_depth_ros.ros import bringup_spec, replay_report
 from stereo_depth_ros.ros.bringup import Bringup, start_nodes
 
-OUTPUT_TOPICS = {"disparity": DISPARITY_TYPE, "depth": IMAGE_TYPE, "points2": POINT_CLOUD_TYPE}
+PACES = ("lockstep", "bag")
 INPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.VOLATILE)
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -56,7 +65,226 @@ OUTPUT_QOS_BEST_EFFORT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                                     reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
 MATCH_TIMEOUT_S = 30.0
 RELIABLE_INPUT_TIMEOUT_S = 5.0
-CONTACT_SHEET_FRAMES = 4
+LATE_RESYNC_S = 0.05
+SETTLE_S = 1.0
+#: Node counters (``node.counters``) that count input sets the node skipped or dropped.
+SKIP_COUNTERS = ("skipped", "dropped")
+
+
+# ----------------------------------------------------------------------------------------------- frame specs
+
+#: A decoder turns one deserialized (rosbags) message into a named array for the scorers:
+#: ``(message, camera model or None) -> array``.
+Decoder = Callable[[object, "StereoCameraModel | None"], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """What one frame of a node kind is, for the replay. Topics are relative to the node's namespace.
+
+    Attributes:
+        node_kind: the node kind (``bringup_spec.NODE_KINDS`` key), e.g. ``"stereo_depth_node"``.
+        inputs: input topic -> message type (``"sensor_msgs/msg/Image"``), in the node's synchroniser order.
+        frame_topics: the inputs that make a frame: one message each with the same header stamp (e.g. the two
+            images); a frame is complete once all of them are published.
+        outputs: output topic -> message type; the replay subscribes to (and records) all of them, and a frame is
+            out when every one has arrived with the frame's stamp.
+        optional_outputs: topic prefix -> message type of outputs recorded when a started node publishes them
+            (e.g. ``"disparity/stage_"``); not needed for a frame to be out.
+        ground_truth: bag-only topic -> message type of ground truth (published too, for viewers).
+        decoders: output or ground-truth topic -> ``(array name, decoder)``; the arrays the scorers get.
+        scorers: names of :mod:`stereo_depth_ros.evaluation.scorers` to run.
+        camera_info: (left, right) camera_info inputs giving the stereo camera model, or None.
+        sheet_outputs: decoded outputs shown beside the first frame image in the contact sheet.
+    """
+
+    node_kind: str
+    inputs: dict[str, str]
+    frame_topics: tuple[str, ...]
+    outputs: dict[str, str]
+    optional_outputs: dict[str, str] = field(default_factory=dict)
+    ground_truth: dict[str, str] = field(default_factory=dict)
+    decoders: dict[str, tuple[str, Decoder]] = field(default_factory=dict)
+    scorers: tuple[str, ...] = ()
+    camera_info: tuple[str, str] | None = None
+    sheet_outputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.frame_topics or any(t not in self.inputs for t in self.frame_topics):
+            raise ValueError(f"frame spec {self.node_kind}: frame_topics {self.frame_topics} must be inputs "
+                             f"({list(self.inputs)})")
+        if not self.outputs:
+            raise ValueError(f"frame spec {self.node_kind}: no outputs")
+        if self.camera_info is not None and any(t not in self.inputs for t in self.camera_info):
+            raise ValueError(f"frame spec {self.node_kind}: camera_info topics {self.camera_info} must be inputs")
+        unknown = [t for t in self.decoders if t not in self.outputs and t not in self.ground_truth]
+        if unknown:
+            raise ValueError(f"frame spec {self.node_kind}: decoders for {unknown}, which are neither outputs nor "
+                             f"ground truth")
+
+
+def decode_disparity_image(msg, camera: StereoCameraModel | None) -> np.ndarray:
+    """Image disparity ``x_l - x_r`` (px, NaN invalid) of a rosbags ``stereo_msgs/DisparityImage``.
+
+    The message holds ``x_l - x_r - (cx_l - cx_r)`` (stereo_image_proc's convention); values below its
+    ``min_disparity``, <= 0 or non-finite are invalid; the principal-point offset of ``camera`` is added back.
+    """
+    disparity = bag_io.image_to_array(msg.image).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        invalid = ~np.isfinite(disparity) | (disparity < msg.min_disparity) | (disparity <= 0)
+    disparity[invalid] = np.nan
+    if camera is not None and camera.principal_point_offset:
+        disparity += np.float32(camera.principal_point_offset)
+    return disparity
+
+
+def decode_depth_image(msg, camera: StereoCameraModel | None) -> np.ndarray:
+    """Depth in metres of a rosbags ``32FC1`` ``sensor_msgs/Image`` (NaN and +-inf kept: REP-117).
+
+    Raises:
+        ValueError: for another encoding (a depth must be metres in ``32FC1``).
+    """
+    if msg.encoding != "32FC1":
+        raise ValueError(f"a depth image must have encoding 32FC1 (metres), got {msg.encoding!r}")
+    return bag_io.image_to_array(msg).astype(np.float32)
+
+
+STEREO_FRAME_SPEC = FrameSpec(
+    node_kind="stereo_depth_node",
+    inputs={"left/image_rect": IMAGE_TYPE, "right/image_rect": IMAGE_TYPE, "left/camera_info": CAMERA_INFO_TYPE,
+            "right/camera_info": CAMERA_INFO_TYPE},
+    frame_topics=("left/image_rect", "right/image_rect"),
+    outputs={"disparity": DISPARITY_TYPE, "depth": IMAGE_TYPE, "points2": POINT_CLOUD_TYPE},
+    optional_outputs={"disparity/stage_": DISPARITY_TYPE},
+    ground_truth={"gt/depth": IMAGE_TYPE},
+    decoders={"disparity": ("disparity", decode_disparity_image), "depth": ("depth", decode_depth_image),
+              "gt/depth": ("depth", decode_depth_image)},
+    scorers=("disparity-depth",),
+    camera_info=("left/camera_info", "right/camera_info"),
+    sheet_outputs=("disparity", "depth"),
+)
+
+FRAME_SPECS: dict[str, FrameSpec] = {}
+"""Registry: node kind -> :class:`FrameSpec`."""
+
+
+def register_frame_spec(spec: FrameSpec, replace: bool = False) -> None:
+    """Register the frame spec of a node kind.
+
+    Raises:
+        ValueError: if the kind has one already (unless ``replace``).
+    """
+    if spec.node_kind in FRAME_SPECS and not replace:
+        raise ValueError(f"node kind {spec.node_kind!r} already has a frame spec")
+    FRAME_SPECS[spec.node_kind] = spec
+
+
+def frame_spec(node_kind: str) -> FrameSpec:
+    """The frame spec of a node kind.
+
+    Raises:
+        ValueError: for a kind without one, listing the kinds that have one.
+    """
+    if node_kind not in FRAME_SPECS:
+        raise ValueError(f"node kind {node_kind!r} has no replay frame spec; kinds with one: "
+                         f"{', '.join(sorted(FRAME_SPECS))}")
+    return FRAME_SPECS[node_kind]
+
+
+register_frame_spec(STEREO_FRAME_SPEC)
+
+
+def _absolute(namespace: str, topic: str) -> str:
+    return f"{namespace.rstrip('/')}/{topic}"
+
+
+# ----------------------------------------------------------------------------------------------- the bag
+
+
+@dataclass
+class ReplayInput:
+    """A checked bag for one frame spec (:func:`check_bag`).
+
+    Attributes:
+        path: bag folder.
+        topics: topic -> (message type, count) of the whole bag.
+        inputs: absolute topics the replay publishes (the spec's inputs and ground truth present) -> type.
+        frames: stereo pairs (or frames) in the bag: header stamps of the first frame topic.
+        width, height: size of the first frame image in pixels.
+        camera: the stereo camera model of the first camera_info pair, or None.
+        camera_problem: why there is no camera model (naming the field), or None.
+        has_ground_truth: whether a ground-truth topic of the spec has messages.
+    """
+
+    path: Path
+    topics: dict[str, tuple[str, int]]
+    inputs: dict[str, str]
+    frames: int
+    width: int = 0
+    height: int = 0
+    camera: StereoCameraModel | None = None
+    camera_problem: str | None = None
+    has_ground_truth: bool = False
+    start_ns: int = 0
+    end_ns: int = 0
+
+    @property
+    def rate_hz(self) -> float:
+        """Mean frame rate of the stamps (0 for fewer than two frames)."""
+        if self.frames < 2 or self.end_ns <= self.start_ns:
+            return 0.0
+        return (self.frames - 1) * 1e9 / (self.end_ns - self.start_ns)
+
+
+def check_bag(bag: str | Path, spec: FrameSpec, namespace: str = bringup_spec.DEFAULT_NAMESPACE) -> ReplayInput:
+    """Check that a bag can drive a node of ``spec``: every input topic present with its type, not truncated,
+    at least one frame; read the camera model from the first camera_info pair.
+
+    Raises:
+        FileNotFoundError: if the bag does not exist.
+        ValueError: naming the bag, for missing input topics (listing those it has), a topic of the wrong type,
+            a truncated or damaged bag, or no frame.
+    """
+    path = Path(bag)
+    first_frame_topic = _absolute(namespace, spec.frame_topics[0])
+    contents = bag_io.inspect_bag(path, stamp_topics=[first_frame_topic])
+    expected = {_absolute(namespace, t): m for t, m in spec.inputs.items()}
+    missing = [t for t in expected if t not in contents.topics]
+    if missing:
+        raise ValueError(f"bag {path} lacks the input topics {missing} of a {spec.node_kind}; it has "
+                         f"{sorted(contents.topics) or 'no topics'}"
+                         + (". Make a stereo bag with 'stereo-depth-ros make-bag'" if spec.camera_info else ""))
+    ground_truth = {_absolute(namespace, t): m for t, m in spec.ground_truth.items()}
+    for topic, msgtype in {**expected, **ground_truth}.items():
+        if topic in contents.topics and contents.topics[topic][0] != msgtype:
+            raise ValueError(f"bag {path}: topic {topic} has type {contents.topics[topic][0]}, expected {msgtype}")
+    stamps = sorted(set(contents.stamps[first_frame_topic]))
+    if not stamps:
+        raise ValueError(f"bag {path} holds no message on {first_frame_topic}")
+    inputs = {t: m for t, m in {**expected, **ground_truth}.items() if contents.topics.get(t, ("", 0))[1]}
+    result = ReplayInput(path=path, topics=contents.topics, inputs=inputs, frames=len(stamps),
+                         start_ns=stamps[0], end_ns=stamps[-1],
+                         has_ground_truth=any(contents.topics.get(t, ("", 0))[1] for t in ground_truth))
+    firsts: dict[str, object] = {}
+    wanted = [first_frame_topic] + ([_absolute(namespace, t) for t in spec.camera_info] if spec.camera_info else [])
+    for message in bag_io.iter_bag_messages(path, wanted):
+        if message.topic not in firsts:
+            firsts[message.topic] = bag_io.deserialize(message.raw, message.msgtype)
+        if len(firsts) == len(wanted):
+            break
+    image = firsts.get(first_frame_topic)
+    if image is not None and hasattr(image, "width"):
+        result.width, result.height = int(image.width), int(image.height)
+    if spec.camera_info:
+        try:
+            result.camera = StereoCameraModel.from_camera_info(*(firsts[_absolute(namespace, t)]
+                                                                 for t in spec.camera_info))
+        except (KeyError, ValueError) as error:
+            result.camera_problem = str(error)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- receiving
 
 
 @dataclass
@@ -67,11 +295,13 @@ class _Received:
     condition: threading.Condition = field(default_factory=threading.Condition)
     arrivals: dict[int, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    last_arrival_s: float = 0.0
 
     def add(self, topic: str, stamp_ns: int, when: float) -> None:
         with self.condition:
             self.arrivals[stamp_ns].setdefault(topic, when)
             self.counts[topic] += 1
+            self.last_arrival_s = when
             self.condition.notify_all()
 
     def complete(self, stamp_ns: int) -> bool:
@@ -91,22 +321,27 @@ class _Received:
 
 
 class _NodeProgress:
-    """How many input sets the stereo nodes skipped, read from their ``counters``
-    (:class:`~stereo_depth_ros.ros.stereo_node.StereoDepthNode` keeps them); lets the replay stop waiting for a
-    frame the node skipped instead of waiting for the time-out."""
+    """What the started nodes count (their ``counters`` and ``problems``, where they keep them): lets the
+    lockstep replay stop waiting for a frame the node skipped instead of waiting for the time-out."""
 
     def __init__(self, nodes: list[Node]) -> None:
-        self.nodes = [n for n in nodes if isinstance(getattr(n, "counters", None), dict)]
+        self.nodes = [n for n in nodes if isinstance(getattr(n, "counters", None), Mapping)]
+        self.all_nodes = nodes
 
     def skipped(self) -> int:
-        return sum(n.counters.get("skipped", 0) for n in self.nodes)
+        return sum(int(n.counters.get(key, 0)) for n in self.nodes for key in SKIP_COUNTERS)
+
+    def counters(self) -> dict:
+        """Numeric counters of every node that keeps them, by node name."""
+        return {n.get_fully_qualified_name(): {str(k): int(v) for k, v in n.counters.items()
+                                                if isinstance(v, (int, np.integer))} for n in self.nodes}
 
     def problems(self) -> dict:
         """Problems the nodes counted, by kind, and the last message."""
         counts: dict[str, int] = defaultdict(int)
         last = None
-        for node in self.nodes:
-            for kind, count in getattr(node, "problems", {}).items():
+        for node in self.all_nodes:
+            for kind, count in dict(getattr(node, "problems", {}) or {}).items():
                 counts[kind] += count
             last = getattr(node, "last_problem", None) or last
         return {"counts": dict(counts), "last": last}
@@ -152,20 +387,41 @@ def parse_overrides(items: list[str] | None) -> dict:
     return overrides
 
 
+def check_pace(pace: str, rate: float | None) -> None:
+    """Check a pacing and speed factor.
+
+    Raises:
+        ValueError: for a pace not in :data:`PACES`, a negative or non-finite rate, or rate 0 with ``bag``.
+    """
+    if pace not in PACES:
+        raise ValueError(f"pace must be one of {', '.join(PACES)}, got {pace!r}")
+    if rate is not None and (not math.isfinite(rate) or rate < 0):
+        raise ValueError(f"rate must be a positive speed factor (or 0 for as fast as possible), got {rate}")
+    if pace == "bag" and rate == 0:
+        raise ValueError("--pace bag publishes at the bag's rate times --rate, which must be positive; 'as fast "
+                         "as the node keeps up' is --pace lockstep")
+
+
+# ----------------------------------------------------------------------------------------------- replay
+
+
 def replay_bag(bag: str | Path, out_dir: str | Path, params_file: str | Path | None = None,
-               rate: float | None = None, overrides: dict | None = None, frame_timeout_s: float = 60.0,
-               first_frame_timeout_s: float = 300.0, overwrite: bool = False, progress: bool = True,
-               context: Context | None = None) -> dict:
-    """Replay a stereo bag through the nodes of a parameters file and write the report (see the module doc).
+               pace: str = "lockstep", rate: float | None = None, overrides: dict | None = None,
+               frame_timeout_s: float = 60.0, first_frame_timeout_s: float = 300.0, overwrite: bool = False,
+               progress: bool = True, context: Context | None = None) -> dict:
+    """Replay a bag through the nodes of a parameters file and write the report (see the module doc).
 
     Args:
-        bag: stereo bag folder (``stereo-depth-ros make-bag``, or any bag with the four ``/stereo`` input topics).
+        bag: bag folder with the input topics of the started node kind (``stereo-depth-ros make-bag``).
         out_dir: output folder; gets ``outputs/`` (bag), ``report.json``, ``report.md``, ``contact_sheet.png``.
         params_file: ROS 2 parameters YAML (None: the package's ``config/endoscope.yaml``).
-        rate: playback speed factor relative to the bag's stamps (2 = twice as fast); None or 0 = as fast as
-            the node keeps up.
+        pace: ``"lockstep"`` (wait for each frame's outputs) or ``"bag"`` (the bag's rate times ``rate``, never
+            waiting).
+        rate: speed factor relative to the bag's stamps (2 = twice as fast); lockstep: None or 0 = as fast as
+            the node keeps up; bag: None = 1.
         overrides: node parameters that win over the file, e.g. ``{"method": "sgbm"}``.
-        frame_timeout_s: longest wait for one frame's outputs before counting it dropped.
+        frame_timeout_s: longest wait for one frame's outputs (lockstep), or for the last outputs after the last
+            frame (bag), before counting frames dropped.
         first_frame_timeout_s: the same for the first frame (the network may prepare itself on it).
         overwrite: replace the outputs of an earlier replay in ``out_dir``.
         progress: show a tqdm progress bar.
@@ -176,200 +432,258 @@ def replay_bag(bag: str | Path, out_dir: str | Path, params_file: str | Path | N
 
     Raises:
         FileNotFoundError: if the bag or the parameters file does not exist.
-        ValueError: for a bag without stereo topics, a truncated bag, bad parameters, or existing outputs
-            without ``overwrite``.
+        ValueError: for a bad pace or rate, a bag without the node's input topics, a truncated bag, bad
+            parameters, a parameters file starting node kinds without (or with several) frame specs, or
+            existing outputs without ``overwrite``.
         RuntimeError: if the nodes never subscribe to the inputs or never advertise their outputs.
     """
-    bag = Path(bag)
+    check_pace(pace, rate)
+    namespace = bringup_spec.DEFAULT_NAMESPACE
+    plans = bringup_spec.plan_nodes(params_file, namespace=namespace)
+    kinds = sorted({plan.kind.name for plan in plans})
+    with_spec = [k for k in kinds if k in FRAME_SPECS]
+    if len(with_spec) != 1:
+        raise ValueError(f"the parameters file {plans[0].params_file} starts the node kinds {kinds}; the replay "
+                         f"drives exactly one kind with a frame spec ({', '.join(sorted(FRAME_SPECS))})")
+    spec = frame_spec(with_spec[0])
+    replay_input = check_bag(bag, spec, namespace)
     out_dir = Path(out_dir)
-    if rate is not None and (not math.isfinite(rate) or rate < 0):
-        raise ValueError(f"rate must be a positive speed factor (or 0 for as fast as possible), got {rate}")
-    summary = bags.inspect_stereo_bag(bag)
-    outputs_path = out_dir / "outputs"
-    if outputs_path.exists() and not overwrite:
-        raise ValueError(f"{outputs_path} already exists (an earlier replay); choose another --out or overwrite")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / "outputs").exists() and not overwrite:
+        raise ValueError(f"{out_dir / 'outputs'} already exists (an earlier replay); choose another --out or "
+                         f"overwrite")
 
-    ns = bringup_spec.DEFAULT_NAMESPACE
     own_context = context is None
     if own_context:
         context = Context()
         rclpy.init(context=context)
     bringup: Bringup | None = None
-    recorder: RawBagRecorder | None = None
-    replay_node: Node | None = None
     try:
         tick = time.perf_counter()
-        bringup = start_nodes(params_file, namespace=ns, context=context, overrides=overrides)
-        # The bag's topics are /stereo/...: the nodes run in /stereo (a params file written for another
-        # namespace is refused by start_nodes with a message saying so).
+        bringup = start_nodes(params_file, namespace=namespace, context=context, overrides=overrides)
         startup_s = time.perf_counter() - tick
-        replay_node = Node("stereo_bag_replay", context=context)
-        bringup.executor.add_node(replay_node)
         node_parameters = {node.get_fully_qualified_name(): {name: p.value for name, p in
                                                              node.get_parameters_by_prefix("").items()}
                            for node in bringup.nodes}
+        report = replay_through_nodes(replay_input, out_dir, bringup.nodes, bringup.executor, spec, namespace,
+                                      pace=pace, rate=rate, frame_timeout_s=frame_timeout_s,
+                                      first_frame_timeout_s=first_frame_timeout_s, overwrite=overwrite,
+                                      progress=progress)
+    finally:
+        if bringup is not None:
+            bringup.shutdown()
+        if own_context and context.ok():
+            rclpy.shutdown(context=context)
+    report.update({"startup_s": round(startup_s, 3), "params_file": str(bringup.plans[0].params_file),
+                   "nodes": node_parameters})
+    return replay_report.write_report(report, replay_input, spec, namespace, out_dir)
 
-        output_topics = {f"{ns}/{name}": msgtype for name, msgtype in OUTPUT_TOPICS.items()}
-        for node in bringup.nodes:
-            for publisher in node.publishers:
-                if publisher.topic_name.startswith(f"{ns}/disparity/stage_"):
-                    output_topics[publisher.topic_name] = DISPARITY_TYPE
-        input_topics = {t: m for t, (m, count) in summary.topics.items()
-                        if t in bags.INPUT_TOPICS + (GT_DEPTH_TOPIC,) and count}
-        publishers = {t: replay_node.create_publisher(_message_class(m), t, INPUT_QOS) for t, m in input_topics.items()}
-        received = _Received(topics=tuple(output_topics))
-        recorder = RawBagRecorder(outputs_path, output_topics, overwrite=overwrite)
+
+def replay_through_nodes(replay_input: ReplayInput, out_dir: str | Path, nodes: list[Node], executor,
+                         spec: FrameSpec, namespace: str = bringup_spec.DEFAULT_NAMESPACE, pace: str = "lockstep",
+                         rate: float | None = None, frame_timeout_s: float = 60.0,
+                         first_frame_timeout_s: float = 300.0, overwrite: bool = False,
+                         progress: bool = True) -> dict:
+    """Drive already running nodes with a checked bag: subscribe to and record their outputs, wait for the graph,
+    publish the bag with the pacing, and return the timing part of the report (no scoring, no files besides
+    ``out_dir/outputs``). :func:`replay_bag` calls this with the nodes it starts; tests call it with their own.
+
+    Args:
+        replay_input: the bag, checked for ``spec`` (:func:`check_bag`).
+        out_dir: output folder (``outputs/`` is created in it).
+        nodes: the running nodes (spun by ``executor``); the replay node is added to ``executor`` and removed.
+        executor: the executor spinning ``nodes``.
+        spec, namespace, pace, rate, frame_timeout_s, first_frame_timeout_s, overwrite, progress: see
+            :func:`replay_bag`.
+
+    Returns:
+        the timing report: ``pace``, ``rate``, ``frames_in``, ``frames_out``, ``dropped_frames``,
+        ``latency_ms``, ``throughput_fps``, ... (see docs/bags_and_replay.md).
+
+    Raises:
+        ValueError: for a bad pace or rate, or existing outputs without ``overwrite``.
+        RuntimeError: if no node publishes an output of the spec, or the graph never matches.
+    """
+    check_pace(pace, rate)
+    out_dir = Path(out_dir)
+    outputs_path = out_dir / "outputs"
+    if outputs_path.exists() and not overwrite:
+        raise ValueError(f"{outputs_path} already exists (an earlier replay); choose another --out or overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output_topics = {_absolute(namespace, t): m for t, m in spec.outputs.items()}
+    for node in nodes:
+        for publisher in node.publishers:
+            for prefix, msgtype in spec.optional_outputs.items():
+                if publisher.topic_name.startswith(_absolute(namespace, prefix)):
+                    output_topics[publisher.topic_name] = msgtype
+    for topic in output_topics:
+        if _node_publisher(nodes, topic) is None:
+            raise RuntimeError(f"no started node publishes {topic} (outputs of a {spec.node_kind}: "
+                               f"{', '.join(spec.outputs)})")
+    required = tuple(_absolute(namespace, t) for t in spec.outputs)
+    replay_node = Node("bag_replay", context=nodes[0].context)
+    executor.add_node(replay_node)
+    recorder = bag_io.RawBagRecorder(outputs_path, output_topics, overwrite=overwrite)
+    try:
+        received = _Received(topics=required)
 
         def make_callback(topic: str):
             def callback(raw: bytes) -> None:
                 when = time.perf_counter()
-                stamp = bags.header_stamp_from_cdr(raw)
+                stamp = bag_io.header_stamp_from_cdr(raw)
                 recorder.write(topic, stamp, raw)
                 received.add(topic, stamp, when)
             return callback
 
-        subscriptions = []  # kept referenced while recording
+        # Outputs first: a lazy node subscribes to its inputs only once an output has a subscriber.
         for topic, msgtype in output_topics.items():
-            publisher = _node_publisher(bringup.nodes, topic)
-            if publisher is None:
-                raise RuntimeError(f"no started node publishes {topic}")
+            publisher = _node_publisher(nodes, topic)
             # reliable, unless the node publishes best effort (output_qos sensor_data), which a reliable
             # subscription would not match
             qos = OUTPUT_QOS if publisher.qos_profile.reliability == ReliabilityPolicy.RELIABLE \
                 else OUTPUT_QOS_BEST_EFFORT
-            subscriptions.append(replay_node.create_subscription(_message_class(msgtype), topic,
-                                                                 make_callback(topic), qos, raw=True))
-        _wait_for_graph(bringup, publishers, output_topics)
-
-        progress_of_nodes = _NodeProgress(bringup.nodes)
-        report = _replay_loop(summary, publishers, input_topics, received, rate, frame_timeout_s,
-                              first_frame_timeout_s, progress, progress_of_nodes)
-        report["startup_s"] = round(startup_s, 3)
+            replay_node.create_subscription(_message_class(msgtype), topic, make_callback(topic), qos, raw=True)
+        publishers = {t: replay_node.create_publisher(_message_class(m), t, INPUT_QOS)
+                      for t, m in replay_input.inputs.items()}
+        node_inputs = [_absolute(namespace, t) for t in spec.inputs]
+        _wait_for_graph(nodes, publishers, output_topics, node_inputs, namespace)
+        progress_of_nodes = _NodeProgress(nodes)
+        report = _publish(replay_input, spec, namespace, publishers, received, pace, rate, frame_timeout_s,
+                          first_frame_timeout_s, progress, progress_of_nodes)
         report["node_problems"] = progress_of_nodes.problems()
+        report["node_counters"] = progress_of_nodes.counters()
     finally:
-        if recorder is not None:
-            recorder.close()
-        if bringup is not None:
-            bringup.shutdown()
-        if replay_node is not None:
-            replay_node.destroy_node()
-        if own_context and context.ok():
-            rclpy.shutdown(context=context)
-
-    report.update({
-        "bag": str(bag), "outputs_bag": str(outputs_path),
-        "params_file": str(bringup.plans[0].params_file), "namespace": ns,
-        "nodes": node_parameters, "rate": rate, "image_size": [summary.width, summary.height],
-        "calibration": None if summary.calibration is None else {
-            "focal_px": summary.calibration.focal_px, "cx": summary.calibration.cx, "cy": summary.calibration.cy,
-            "baseline_m": summary.calibration.baseline_m},
-        "output_topics": sorted(output_topics),
-    })
-    evaluation = evaluate_outputs(bag, outputs_path, f"{ns}/disparity", f"{ns}/depth", summary)
-    report.update(evaluation)
-    report["contact_sheet"] = str(write_contact_sheet(bag, outputs_path, out_dir / "contact_sheet.png",
-                                                      f"{ns}/disparity", f"{ns}/depth"))
-    (out_dir / "report.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n")
-    (out_dir / "report.md").write_text(report_markdown(report))
+        recorder.close()
+        executor.remove_node(replay_node)
+        replay_node.destroy_node()
+    report.update({"node_kind": spec.node_kind, "bag": str(replay_input.path), "outputs_bag": str(outputs_path),
+                   "namespace": namespace, "output_topics": sorted(output_topics),
+                   "image_size": [replay_input.width, replay_input.height]})
     return report
 
 
-def _wait_for_graph(bringup: Bringup, publishers: dict, output_topics: dict) -> None:
-    """Wait until the nodes subscribe to every input we publish (reliably, for nodes that adapt their QoS)
-    and every output publisher has matched our recording subscription."""
-    for topic, publisher in publishers.items():
-        if topic == GT_DEPTH_TOPIC:
-            continue
-        _wait_until(lambda p=publisher: p.get_subscription_count() > 0, MATCH_TIMEOUT_S,
-                    f"a node subscribes to {topic} (are the bag's topics the ones the nodes subscribe to?)")
+def _wait_for_graph(nodes: list[Node], publishers: dict, output_topics: dict, node_inputs: list[str],
+                    namespace: str) -> None:
+    """Wait until every output publisher has matched our recording subscription, then until the nodes
+    subscribe to every input we publish (reliably, for nodes that adapt their QoS)."""
     for topic in output_topics:
-        publisher = _node_publisher(bringup.nodes, topic)
-        if publisher is None:
-            raise RuntimeError(f"no started node publishes {topic}")
+        publisher = _node_publisher(nodes, topic)
         _wait_until(lambda p=publisher: p.get_subscription_count() > 0, MATCH_TIMEOUT_S,
                     f"the recorder's subscription to {topic} matches the node's publisher")
+    inputs = [t for t in node_inputs if t in publishers]
+    for topic in inputs:
+        _wait_until(lambda p=publishers[topic]: p.get_subscription_count() > 0, MATCH_TIMEOUT_S,
+                    f"a node subscribes to {topic} (are the bag's topics the ones the nodes subscribe to?)")
     # A node with input_qos 'auto' first subscribes best effort and switches to reliable once it sees our
     # reliable publishers; waiting for the switch avoids losing the first frames during it.
-    for node in bringup.nodes:
+    prefix = namespace.rstrip("/") + "/"
+    for node in nodes:
         reliability = getattr(node, "input_reliability", None)
-        if reliability is None or node.get_parameter("input_qos").value != "auto":
+        if reliability is None or not node.has_parameter("input_qos") \
+                or node.get_parameter("input_qos").value != "auto":
             continue
-        node_inputs = [t for t in publishers if t != GT_DEPTH_TOPIC]
-        relative = {t: t.rsplit("/", 2)[-2] + "/" + t.rsplit("/", 1)[-1] for t in node_inputs}
+        relative = {t: t[len(prefix):] if t.startswith(prefix) else t for t in inputs}
         try:
-            _wait_until(lambda: all(reliability(relative[t]) == ReliabilityPolicy.RELIABLE for t in node_inputs),
+            _wait_until(lambda: all(reliability(relative[t]) == ReliabilityPolicy.RELIABLE for t in inputs),
                         RELIABLE_INPUT_TIMEOUT_S, "the node's input subscriptions are reliable")
         except (RuntimeError, KeyError):
-            pass  # best effort still receives; the bounded wait per frame keeps the node from being over-run
-        for topic, publisher in publishers.items():
-            if topic != GT_DEPTH_TOPIC:
-                _wait_until(lambda p=publisher: p.get_subscription_count() > 0, MATCH_TIMEOUT_S,
-                            f"a node subscribes to {topic}")
+            pass  # best effort still receives
+        for topic in inputs:
+            _wait_until(lambda p=publishers[topic]: p.get_subscription_count() > 0, MATCH_TIMEOUT_S,
+                        f"a node subscribes to {topic}")
 
 
-def _replay_loop(summary: bags.StereoBagSummary, publishers: dict, input_topics: dict, received: _Received,
-                 rate: float | None, frame_timeout_s: float, first_frame_timeout_s: float, progress: bool,
-                 nodes: _NodeProgress) -> dict:
-    """Publish the bag in log-time order. A frame is a left and right image of one stamp; once both are out, the
-    frame is outstanding, and before the next image of another stamp is published the loop waits (bounded)
-    for the outstanding frame's outputs. Waiting only then lets the messages that follow the pair in the bag
-    (camera_info or ground truth recorded a little later) go out first."""
-    classes = {t: _message_class(m) for t, m in input_topics.items()}
+def _publish(replay_input: ReplayInput, spec: FrameSpec, namespace: str, publishers: dict, received: _Received,
+             pace: str, rate: float | None, frame_timeout_s: float, first_frame_timeout_s: float, progress: bool,
+             nodes: _NodeProgress) -> dict:
+    """Publish the bag in log-time order. A frame is one message of each frame topic with one stamp; once all
+    are out, the frame is outstanding. Lockstep: before the next frame message of another stamp is published,
+    the loop waits (bounded) for the outstanding frame's outputs (waiting only then lets the messages that follow
+    the frame in the bag, e.g. camera_info recorded a little later, go out first). Bag: never waits; after the
+    last frame, waits for the outputs still on their way."""
+    classes = {t: _message_class(m) for t, m in replay_input.inputs.items()}
+    frame_topics = {_absolute(namespace, t) for t in spec.frame_topics}
+    speed = rate if rate else (1.0 if pace == "bag" else None)
     published = defaultdict(int)
-    pending_pairs: dict[int, set[str]] = defaultdict(set)
+    pending: dict[int, set[str]] = defaultdict(set)
     frames: list[dict] = []
     outstanding: dict | None = None
     anchor_wall = anchor_log = None
-    bar = tqdm(total=summary.frames, desc="replay", unit="frame", disable=not progress)
+    bar = tqdm(total=replay_input.frames, desc=f"replay ({pace})", unit="frame", disable=not progress)
 
     def finish(frame: dict) -> None:
-        timeout = first_frame_timeout_s if not frames else frame_timeout_s
+        timeout = first_frame_timeout_s if not received.arrivals else frame_timeout_s
         skipped_before = frame.pop("skipped_before")
-        frame["complete"] = received.wait(frame["stamp_ns"], timeout,
-                                          give_up=lambda: nodes.skipped() > skipped_before)
-        arrivals = dict(received.arrivals.get(frame["stamp_ns"], {}))
-        frame["latency_ms"] = {t: 1000.0 * (w - frame["published_s"]) for t, w in arrivals.items()}
+        received.wait(frame["stamp_ns"], timeout, give_up=lambda: nodes.skipped() > skipped_before)
         frames.append(frame)
         bar.update()
 
     start = time.perf_counter()
     try:
-        for message in bags.iter_bag_messages(summary.path, list(input_topics)):
-            if rate:
+        for message in bag_io.iter_bag_messages(replay_input.path, list(replay_input.inputs)):
+            if speed:
                 now = time.perf_counter()
                 if anchor_wall is None:
                     anchor_wall, anchor_log = now, message.log_time_ns
-                target = anchor_wall + (message.log_time_ns - anchor_log) / 1e9 / rate
+                target = anchor_wall + (message.log_time_ns - anchor_log) / 1e9 / speed
                 if target > now:
                     time.sleep(target - now)
-                elif now - target > 0.05:  # the node made us late: keep the spacing from here on
+                elif now - target > LATE_RESYNC_S:  # we fell behind: keep the spacing from here on, no burst
                     anchor_wall, anchor_log = now, message.log_time_ns
             msg = deserialize_message(message.raw, classes[message.topic])
-            is_image = message.topic in (LEFT_IMAGE_TOPIC, RIGHT_IMAGE_TOPIC)
-            stamp = bags.stamp_to_ns(msg.header.stamp) if is_image else None
-            if is_image and outstanding is not None and stamp != outstanding["stamp_ns"]:
-                finish(outstanding)
+            in_frame = message.topic in frame_topics
+            stamp = bag_io.stamp_to_ns(msg.header.stamp) if in_frame else None
+            if in_frame and outstanding is not None and stamp != outstanding["stamp_ns"]:
+                if pace == "lockstep":
+                    finish(outstanding)
+                else:
+                    frames.append(outstanding)
+                    bar.update()
                 outstanding = None
             publishers[message.topic].publish(msg)
             published[message.topic] += 1
-            if not is_image:
+            if not in_frame:
                 continue
-            pending_pairs[stamp].add(message.topic)
-            if len(pending_pairs[stamp]) == 2:
-                del pending_pairs[stamp]
+            pending[stamp].add(message.topic)
+            if len(pending[stamp]) == len(frame_topics):
+                del pending[stamp]
                 outstanding = {"stamp_ns": stamp, "published_s": time.perf_counter(),
                                "skipped_before": nodes.skipped()}
         if outstanding is not None:
-            finish(outstanding)
+            if pace == "lockstep":
+                finish(outstanding)
+            else:
+                frames.append(outstanding)
+                bar.update()
     finally:
         bar.close()
+    publish_end = time.perf_counter()
+    if pace == "bag":
+        _drain(frames, received, frame_timeout_s if received.arrivals else first_frame_timeout_s, nodes)
     # Outputs that arrive late (after a time-out) are still recorded; give them a moment.
-    deadline = time.monotonic() + min(frame_timeout_s, 5.0)
+    deadline = time.monotonic() + min(frame_timeout_s, 5.0 if pace == "lockstep" else 0.0)
     while time.monotonic() < deadline and not all(received.complete(f["stamp_ns"]) for f in frames):
         time.sleep(0.05)
     wall_s = time.perf_counter() - start
-    return _timing_report(frames, received, published, pending_pairs, wall_s)
+    report = _timing_report(frames, received, published, pending, wall_s)
+    report.update({"pace": pace, "rate": rate, "publish_time_s": round(publish_end - start, 3),
+                   "bag_rate_hz": round(replay_input.rate_hz, 3)})
+    return report
+
+
+def _drain(frames: list[dict], received: _Received, timeout_s: float, nodes: _NodeProgress) -> None:
+    """After live (bag-paced) publishing: wait until every frame is out, or the last frame is out (or skipped)
+    and nothing arrived for :data:`SETTLE_S`, or ``timeout_s`` passed."""
+    if not frames:
+        return
+    last = frames[-1]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(received.complete(f["stamp_ns"]) for f in frames):
+            return
+        last_done = received.complete(last["stamp_ns"]) or nodes.skipped() > last["skipped_before"]
+        if last_done and time.perf_counter() - received.last_arrival_s > SETTLE_S:
+            return
+        time.sleep(0.05)
 
 
 def _percentiles(values: list[float]) -> dict:
@@ -380,10 +694,15 @@ def _percentiles(values: list[float]) -> dict:
             "max": round(float(array.max()), 2), "mean": round(float(array.mean()), 2)}
 
 
-def _timing_report(frames: list[dict], received: _Received, published: dict, pending_pairs: dict,
+def _timing_report(frames: list[dict], received: _Received, published: dict, pending: dict,
                    wall_s: float) -> dict:
+    for frame in frames:
+        frame.pop("skipped_before", None)
+        arrivals = dict(received.arrivals.get(frame["stamp_ns"], {}))
+        frame["latency_ms"] = {t: 1000.0 * (w - frame["published_s"]) for t, w in arrivals.items()}
+        frame["complete"] = received.complete(frame["stamp_ns"])
     complete = [f for f in frames if f["complete"]]
-    frame_latency = [max(f["latency_ms"].values()) for f in complete]
+    frame_latency = [max(f["latency_ms"][t] for t in received.topics) for f in complete]
     by_topic = {t: _percentiles([f["latency_ms"][t] for f in frames if t in f["latency_ms"]])
                 for t in received.topics}
     throughput = 0.0
@@ -395,191 +714,18 @@ def _timing_report(frames: list[dict], received: _Received, published: dict, pen
     output_stamps = set(received.arrivals)
     return {
         "frames_in": len(frames),
-        "frames_out": sum(1 for f in frames if received.complete(f["stamp_ns"])),
-        "dropped_frames": sum(1 for f in frames if not received.complete(f["stamp_ns"])),
-        "late_frames": len(frames) - len(complete) - sum(1 for f in frames if not received.complete(f["stamp_ns"])),
-        "unpaired_images": sum(len(v) for v in pending_pairs.values()),
+        "frames_out": len(complete),
+        "dropped_frames": len(frames) - len(complete),
+        "unpaired_images": sum(len(v) for v in pending.values()),
         "messages_in": dict(published),
-        "messages_out": {t: received.counts.get(t, 0) for t in received.topics},
+        "messages_out": {t: received.counts.get(t, 0) for t in sorted(set(received.topics) | set(received.counts))},
         "stamps_preserved": output_stamps <= input_stamps,
         "unknown_output_stamps": len(output_stamps - input_stamps),
         "latency_ms": _percentiles(frame_latency),
         "latency_ms_by_topic": by_topic,
         "throughput_fps": round(throughput, 3),
         "wall_time_s": round(wall_s, 3),
-        "per_frame": [{"stamp_ns": f["stamp_ns"], "complete": received.complete(f["stamp_ns"]),
-                       "latency_ms": round(max(f["latency_ms"].values()), 2) if f["complete"] else None}
-                      for f in frames],
+        "per_frame": [{"stamp_ns": f["stamp_ns"], "complete": f["complete"],
+                       "latency_ms": round(max(f["latency_ms"][t] for t in received.topics), 2)
+                       if f["complete"] else None} for f in frames],
     }
-
-
-# ----------------------------------------------------------------------------------------------- evaluation
-
-
-def _disparity_array(msg) -> np.ndarray:
-    """Disparity (px) of a rosbags ``stereo_msgs/DisparityImage``; values below ``min_disparity`` (the
-    stereo_image_proc convention for invalid) and non-finite ones become NaN."""
-    disparity = bags.image_to_array(msg.image).astype(np.float32)
-    invalid = ~np.isfinite(disparity) | (disparity < msg.min_disparity) | (disparity <= 0)
-    disparity[invalid] = np.nan
-    return disparity
-
-
-def evaluate_outputs(input_bag: str | Path, outputs_bag: str | Path, disparity_topic: str, depth_topic: str,
-                     summary: bags.StereoBagSummary | None = None) -> dict:
-    """Score the recorded outputs against ``/stereo/gt/depth`` of the input bag, frame by frame (by stamp).
-
-    Per frame: the ground-truth disparity is ``f * B / Z_gt`` (f, B from the camera_info); the disparity topic
-    gives EPE (px), bad-2 px and D1 (%) and density (%) (:func:`stereo_depth_ros.evaluation.metrics.stereo_metrics`);
-    the depth topic gives MAE and RMSE in mm (:func:`~stereo_depth_ros.evaluation.metrics.depth_errors_mm` on
-    ``f * B / Z_pred``, i.e. ``|Z_pred - Z_gt|`` exactly) and its density. The report gives means over frames.
-
-    Returns:
-        ``{"metrics": {...} or None, "per_frame_metrics": [...]}``; ``metrics`` is None without ground truth.
-
-    Raises:
-        ValueError: if a bag cannot be read.
-    """
-    summary = summary or bags.inspect_stereo_bag(input_bag)
-    if not summary.has_gt_depth or summary.calibration is None:
-        return {"metrics": None, "per_frame_metrics": []}
-    f, b = summary.calibration.focal_px, summary.calibration.baseline_m
-    gt = bags.read_topic_by_stamp(input_bag, GT_DEPTH_TOPIC)
-    disparities = bags.read_topic_by_stamp(outputs_bag, disparity_topic)
-    depths = bags.read_topic_by_stamp(outputs_bag, depth_topic)
-    per_frame = []
-    for stamp in sorted(gt):
-        if stamp not in disparities and stamp not in depths:
-            continue
-        gt_depth = bags.image_to_array(bags.deserialize(gt[stamp], IMAGE_TYPE))
-        gt_disparity = depth_to_disparity(gt_depth, f, b)
-        row: dict = {"stamp_ns": stamp}
-        if stamp in disparities:
-            disparity = _disparity_array(bags.deserialize(disparities[stamp], DISPARITY_TYPE))
-            scores = metrics.stereo_metrics(disparity, gt_disparity)
-            row.update({k: scores[k] for k in ("epe_px", "bad2_pct", "d1_pct", "density_pct")})
-        if stamp in depths:
-            depth = bags.image_to_array(bags.deserialize(depths[stamp], IMAGE_TYPE))
-            depth_as_disparity = depth_to_disparity(depth, f, b)
-            row["mae_mm"], row["rmse_mm"] = metrics.depth_errors_mm(depth_as_disparity, gt_disparity, f, b)
-            row["depth_density_pct"] = metrics.density_pct(depth_as_disparity, gt_disparity)
-        per_frame.append(row)
-    keys = ("mae_mm", "rmse_mm", "epe_px", "bad2_pct", "d1_pct", "density_pct", "depth_density_pct")
-    means = {}
-    for key in keys:
-        values = [r[key] for r in per_frame if r.get(key) is not None and math.isfinite(r[key])]
-        means[key] = round(float(np.mean(values)), 4) if values else None
-    means["frames_evaluated"] = len(per_frame)
-    means["gt_frames"] = len(gt)
-    return {"metrics": means, "per_frame_metrics": per_frame}
-
-
-def write_contact_sheet(input_bag: str | Path, outputs_bag: str | Path, path: str | Path, disparity_topic: str,
-                        depth_topic: str, frames: int = CONTACT_SHEET_FRAMES) -> Path:
-    """A PNG with up to ``frames`` evenly spaced frames, one row each: left image | disparity (px) | depth (m).
-
-    Frames without outputs show the left image only. Uses matplotlib (Agg).
-
-    Returns:
-        the path written.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lefts = bags.read_topic_by_stamp(input_bag, LEFT_IMAGE_TOPIC)
-    disparities = bags.read_topic_by_stamp(outputs_bag, disparity_topic)
-    depths = bags.read_topic_by_stamp(outputs_bag, depth_topic)
-    stamps = sorted(lefts)
-    if len(stamps) > frames:
-        stamps = [stamps[int(round(i))] for i in np.linspace(0, len(stamps) - 1, frames)]
-    rows = max(len(stamps), 1)
-    figure, axes = plt.subplots(rows, 3, figsize=(12, 3.2 * rows), squeeze=False)
-    for row, stamp in enumerate(stamps):
-        left = bags.image_to_array(bags.deserialize(lefts[stamp], IMAGE_TYPE))
-        axes[row, 0].imshow(left[..., ::-1] if left.ndim == 3 else left, cmap=None if left.ndim == 3 else "gray")
-        axes[row, 0].set_title(f"left, stamp {stamp / 1e9:.3f} s", fontsize=9)
-        if stamp in disparities:
-            disparity = _disparity_array(bags.deserialize(disparities[stamp], DISPARITY_TYPE))
-            shown = axes[row, 1].imshow(np.ma.masked_invalid(disparity), cmap="magma")
-            figure.colorbar(shown, ax=axes[row, 1], fraction=0.046, pad=0.02)
-        axes[row, 1].set_title("disparity (px)" if stamp in disparities else "no disparity", fontsize=9)
-        if stamp in depths:
-            depth = bags.image_to_array(bags.deserialize(depths[stamp], IMAGE_TYPE))
-            finite = depth[np.isfinite(depth)]
-            vmax = float(np.percentile(finite, 98)) if finite.size else None
-            shown = axes[row, 2].imshow(np.ma.masked_invalid(depth), cmap="viridis", vmin=0, vmax=vmax)
-            figure.colorbar(shown, ax=axes[row, 2], fraction=0.046, pad=0.02)
-        axes[row, 2].set_title("depth (m), NaN blank" if stamp in depths else "no depth", fontsize=9)
-        for axis in axes[row]:
-            axis.set_axis_off()
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-    return path
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def report_markdown(report: dict) -> str:
-    """The human-readable ``report.md`` of a replay report."""
-    def fmt(value, digits=2):
-        return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else \
-            f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-    latency = report["latency_ms"]
-    playback = f"{report['rate']}x the bag rate" if report["rate"] else "as fast as the node keeps up"
-    node = next(iter(report.get("nodes", {}).values()), {})
-    lines = [
-        "# Stereo bag replay report", "",
-        f"- bag: `{report['bag']}` ({report['image_size'][0]}x{report['image_size'][1]})",
-        f"- outputs: `{report['outputs_bag']}` (rosbag2 MCAP: {', '.join(report['output_topics'])})",
-        f"- parameters: `{report['params_file']}`; method {node.get('method', 'n/a')}, device "
-        f"{node.get('device', 'n/a')}",
-        f"- playback: {playback}",
-        "", "| quantity | value |", "|---|---|",
-        f"| frames in (stereo pairs published) | {report['frames_in']} |",
-        f"| frames out (all outputs received) | {report['frames_out']} |",
-        f"| dropped frames | {report['dropped_frames']} |",
-        f"| output stamps = input stamps | {report['stamps_preserved']} |",
-        f"| latency p50 / p95 / max (ms) | {fmt(latency['p50'])} / {fmt(latency['p95'])} / {fmt(latency['max'])} |",
-        f"| throughput (frames/s) | {fmt(report['throughput_fps'])} |",
-        f"| node start-up (s) | {fmt(report.get('startup_s'))} |",
-        f"| replay wall time (s) | {fmt(report['wall_time_s'])} |",
-    ]
-    for topic, count in report["messages_out"].items():
-        lines.append(f"| messages on {topic} | {count} |")
-    problems = report.get("node_problems") or {}
-    if problems.get("counts"):
-        lines.append(f"| problems reported by the node | {problems['counts']}; last: {problems['last']} |")
-    scores = report.get("metrics")
-    if scores:
-        lines += ["", f"## Accuracy against `/stereo/gt/depth` ({scores['frames_evaluated']} frames, means over "
-                      f"frames)", "", "| metric | value |", "|---|---|",
-                  f"| depth MAE (mm) | {fmt(scores['mae_mm'])} |",
-                  f"| depth RMSE (mm) | {fmt(scores['rmse_mm'])} |",
-                  f"| disparity EPE (px), GT disparity = f B / Z_gt | {fmt(scores['epe_px'], 3)} |",
-                  f"| bad 2 px (%) | {fmt(scores['bad2_pct'])} |",
-                  f"| D1 (%) | {fmt(scores['d1_pct'])} |",
-                  f"| disparity density (% of GT pixels) | {fmt(scores['density_pct'])} |",
-                  f"| depth density (% of GT pixels) | {fmt(scores['depth_density_pct'])} |"]
-    else:
-        lines += ["", "No ground truth (`/stereo/gt/depth`) in the bag: no accuracy metrics."]
-    lines += ["", "Latency: from publishing a pair's last image to receiving the frame's last output "
-                  "(disparity, depth, points2), in this process. Throughput: frames out divided by the time from "
-                  "the first publish to the last output.", "", "![contact sheet](contact_sheet.png)", ""]
-    return "\n".join(lines)

@@ -1,0 +1,210 @@
+"""Pluggable scorers: one frame's outputs and ground truth in (NumPy arrays), a dict of metrics out.
+
+The replay (:mod:`stereo_depth_ros.ros.replay`) decodes each recorded output and ground-truth message into a
+named array and hands them to the scorers its frame spec names; a scorer knows nothing about bags or ROS. A new
+family adds a scorer here with :func:`register_scorer` and names it in its frame spec; the replay does not change.
+
+Array names (the keys of ``outputs`` and ``ground_truth``) and their conventions:
+
+- ``"disparity"``: (H, W) float32 *image* disparity ``d = x_left - x_right`` in pixels of the left image, NaN
+  where invalid (see :mod:`stereo_depth_ros.geometry`).
+- ``"depth"``: (H, W) float32 depth in metres; NaN, ``+inf`` and ``-inf`` (REP-117's no measurement, too far and
+  too near) are all invalid here.
+- Planned: ``"mask"`` (H, W) integer class labels, ``"image"`` (H, W, 3) uint8 BGR.
+
+Registered now: ``"disparity-depth"`` (:class:`DisparityDepthScorer`). Planned: monocular depth (the depth part of
+this scorer, with scale alignment), mask IoU, super-resolution PSNR.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from stereo_depth_ros.evaluation import metrics
+from stereo_depth_ros.geometry import StereoCameraModel
+
+
+class Scorer(ABC):
+    """Scores one frame. Subclasses set the class attributes and implement :meth:`score`.
+
+    Attributes:
+        name: registry name, e.g. ``"disparity-depth"``.
+        output_kinds: array names of the node's outputs it can score (any subset may be present).
+        ground_truth_kinds: array names of ground truth it accepts (one is enough).
+        metric_labels: metric key -> human-readable label with its unit, in report order.
+    """
+
+    name: str = ""
+    output_kinds: tuple[str, ...] = ()
+    ground_truth_kinds: tuple[str, ...] = ()
+    metric_labels: dict[str, str] = {}
+
+    @abstractmethod
+    def score(self, outputs: Mapping[str, np.ndarray], ground_truth: Mapping[str, np.ndarray],
+              camera: StereoCameraModel | None) -> dict[str, float | None]:
+        """Metrics of one frame.
+
+        Args:
+            outputs: array name -> array, the node's outputs of this frame (see the module doc).
+            ground_truth: array name -> array, the frame's ground truth.
+            camera: the stereo camera model of the frame (None when the data has none).
+
+        Returns:
+            metric key -> value (None or nan when it cannot be computed, e.g. no valid pixel).
+
+        Raises:
+            ValueError: for arrays of mismatched shapes, or when a needed array or the camera is missing.
+        """
+
+    def summarise(self, rows: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
+        """Means over frames of every metric in :attr:`metric_labels` (frames where it is None or nan skipped;
+        None when no frame has it), rounded to 4 decimals."""
+        summary: dict[str, float | None] = {}
+        for key in self.metric_labels:
+            values = [row[key] for row in rows if row.get(key) is not None and math.isfinite(row[key])]
+            summary[key] = round(float(np.mean(values)), 4) if values else None
+        return summary
+
+
+class DisparityDepthScorer(Scorer):
+    """Disparity and depth against ground-truth depth (or disparity), with the stereo camera model.
+
+    From ``outputs["disparity"]`` (image disparity, px) against the ground-truth image disparity
+    (``camera.disparity_from_depth(gt depth)`` = ``fx B / Z - (cx_right - cx)``, or ``ground_truth["disparity"]``):
+    ``epe_px``, ``bad2_pct``, ``d1_pct``, ``density_pct`` (:func:`stereo_depth_ros.evaluation.metrics.stereo_metrics`).
+
+    From ``outputs["depth"]`` (metres) against the ground-truth depth (``ground_truth["depth"]``, or
+    ``camera.depth_from_disparity(gt disparity)``), over pixels where both are finite and > 0:
+    ``mae_mm = 1000 mean |Z - Z_gt|``, ``rmse_mm = 1000 sqrt(mean (Z - Z_gt)^2)``, ``depth_density_pct`` (share
+    of ground-truth pixels with a depth) and ``depth_median_ratio = median(Z / Z_gt)`` (1 for a right scale; a depth
+    in millimetres gives 1000, a wrong baseline or ``doffs`` moves it away from 1).
+    """
+
+    name = "disparity-depth"
+    output_kinds = ("disparity", "depth")
+    ground_truth_kinds = ("depth", "disparity")
+    metric_labels = {
+        "mae_mm": "depth MAE (mm)",
+        "rmse_mm": "depth RMSE (mm)",
+        "depth_median_ratio": "median of depth / GT depth",
+        "depth_density_pct": "depth density (% of GT pixels)",
+        "epe_px": "disparity EPE (px)",
+        "bad2_pct": "bad 2 px (%)",
+        "d1_pct": "D1 (%)",
+        "density_pct": "disparity density (% of GT pixels)",
+    }
+
+    def score(self, outputs: Mapping[str, np.ndarray], ground_truth: Mapping[str, np.ndarray],
+              camera: StereoCameraModel | None) -> dict[str, float | None]:
+        """See the class doc; metrics whose output is absent are left out.
+
+        Raises:
+            ValueError: without ground-truth depth or disparity, without a camera model when a conversion
+                between depth and disparity is needed, or for arrays whose shapes differ.
+        """
+        gt_depth = ground_truth.get("depth")
+        gt_disparity = ground_truth.get("disparity")
+        if gt_depth is None and gt_disparity is None:
+            raise ValueError(f"the {self.name} scorer needs ground-truth 'depth' (m) or 'disparity' (px), got "
+                             f"{sorted(ground_truth) or 'none'}")
+        result: dict[str, float | None] = {}
+        if "disparity" in outputs:
+            if gt_disparity is None:
+                gt_disparity = self._camera(camera, "ground-truth depth to disparity").disparity_from_depth(gt_depth)
+            disparity = _array(outputs["disparity"], "output 'disparity'")
+            scores = metrics.stereo_metrics(disparity, _array(gt_disparity, "ground-truth disparity"))
+            result.update({key: scores[key] for key in ("epe_px", "bad2_pct", "d1_pct", "density_pct")})
+        if "depth" in outputs:
+            if gt_depth is None:
+                gt_depth = self._camera(camera, "ground-truth disparity to depth").depth_from_disparity(gt_disparity)
+            result.update(depth_errors(_array(outputs["depth"], "output 'depth'"),
+                                       _array(gt_depth, "ground-truth depth")))
+        return result
+
+    def _camera(self, camera: StereoCameraModel | None, purpose: str) -> StereoCameraModel:
+        if camera is None:
+            raise ValueError(f"the {self.name} scorer needs the stereo camera model (camera_info) for {purpose}")
+        return camera
+
+
+def depth_errors(depth: np.ndarray, gt_depth: np.ndarray) -> dict[str, float]:
+    """Depth errors of a predicted depth map against the ground truth.
+
+    Args:
+        depth: (H, W) predicted depth in metres; NaN, +-inf (REP-117) and values <= 0 are invalid.
+        gt_depth: (H, W) ground-truth depth in metres; the same values are unknown.
+
+    Returns:
+        ``{"mae_mm", "rmse_mm", "depth_median_ratio", "depth_density_pct"}`` over the pixels where both are valid
+        (nan when there is none; density nan when the ground truth has no valid pixel).
+
+    Raises:
+        ValueError: if the shapes differ or are not 2-D.
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    gt_depth = np.asarray(gt_depth, dtype=np.float64)
+    if depth.ndim != 2 or depth.shape != gt_depth.shape:
+        raise ValueError(f"depth {depth.shape} and ground-truth depth {gt_depth.shape} must be (H, W) of the same "
+                         f"size")
+    with np.errstate(invalid="ignore"):
+        gt_valid = np.isfinite(gt_depth) & (gt_depth > 0)
+        both = gt_valid & np.isfinite(depth) & (depth > 0)
+    count = int(np.count_nonzero(gt_valid))
+    density = float(100.0 * np.count_nonzero(both) / count) if count else math.nan
+    if not np.any(both):
+        return {"mae_mm": math.nan, "rmse_mm": math.nan, "depth_median_ratio": math.nan,
+                "depth_density_pct": density}
+    difference = depth[both] - gt_depth[both]
+    return {"mae_mm": float(1000.0 * np.abs(difference).mean()),
+            "rmse_mm": float(1000.0 * np.sqrt((difference ** 2).mean())),
+            "depth_median_ratio": float(np.median(depth[both] / gt_depth[both])),
+            "depth_density_pct": density}
+
+
+def _array(value: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.ndim != 2:
+        raise ValueError(f"{what} must be an (H, W) array, got shape {array.shape}")
+    return array.astype(np.float32, copy=False)
+
+
+# ----------------------------------------------------------------------------------------------- registry
+
+SCORERS: dict[str, Callable[..., Scorer]] = {}
+"""Registry: scorer name -> factory ``(**options) -> Scorer``."""
+
+
+def register_scorer(name: str, factory: Callable[..., Scorer]) -> None:
+    """Register a scorer factory under ``name`` (a class or any callable returning a :class:`Scorer`).
+
+    Raises:
+        ValueError: if ``name`` is empty or already registered.
+    """
+    if not name:
+        raise ValueError("a scorer needs a name")
+    if name in SCORERS:
+        raise ValueError(f"a scorer named {name!r} is already registered")
+    SCORERS[name] = factory
+
+
+def scorer_names() -> list[str]:
+    """The registered scorer names, sorted."""
+    return sorted(SCORERS)
+
+
+def create_scorer(name: str, **options) -> Scorer:
+    """A new scorer by name.
+
+    Raises:
+        ValueError: for an unknown name, listing the registered ones.
+    """
+    if name not in SCORERS:
+        raise ValueError(f"unknown scorer {name!r}; registered: {', '.join(scorer_names()) or 'none'}")
+    return SCORERS[name](**options)
+
+
+register_scorer(DisparityDepthScorer.name, DisparityDepthScorer)
