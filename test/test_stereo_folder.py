@@ -33,7 +33,7 @@ def test_left_right_folders_pair_by_name_in_natural_order(tmp_path):
 def test_missing_partner_and_missing_layout_are_clear_errors(tmp_path):
     _write_pair_folder(tmp_path)
     (tmp_path / "right" / "2.png").unlink()
-    with pytest.raises(ValueError, match="only left: \[.2.png.\]"):
+    with pytest.raises(ValueError, match=r"only left: \[.2.png.\]"):
         StereoFolderDataset(tmp_path)
     with pytest.raises(FileNotFoundError, match="images_rectified"):
         StereoFolderDataset(tmp_path / "left")

@@ -2,7 +2,8 @@
 
 :class:`StereoFolderDataset` reads ``left/`` and ``right/`` folders with matching file names (the BDIS layout
 ``<set>/images_rectified/{left,right}/N.png`` is found automatically); other layouts plug in by subclassing and
-overriding :meth:`StereoFolderDataset.find_pairs` (see :class:`ScaredKeyframeDataset`).
+overriding :meth:`StereoFolderDataset.find_pairs` (see :class:`ScaredKeyframeDataset`). Listing, exclusion lists,
+caching and the per-item pipeline come from :class:`stereo_depth_ros.data.folder_dataset.ImageFolderDataset`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
+from stereo_depth_ros.data.folder_dataset import ImageFolderDataset, Sample
+from stereo_depth_ros.data.folder_dataset import path_in_list, read_pair_list  # noqa: F401  (re-exported)
 from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
+
 
 def black_border_mask(image_bgr: np.ndarray, threshold: int = 12, erode: int = 3) -> np.ndarray:
     """Mask of the active image area: False on near-black regions connected to the image border.
@@ -43,7 +45,7 @@ def black_border_mask(image_bgr: np.ndarray, threshold: int = 12, erode: int = 3
     return active
 
 
-class StereoFolderDataset(Dataset):
+class StereoFolderDataset(ImageFolderDataset):
     """Rectified stereo pairs from ``left/`` and ``right/`` folders with matching file names.
 
     Args:
@@ -60,34 +62,32 @@ class StereoFolderDataset(Dataset):
             to leave out, such as held-out test pairs (see :func:`read_pair_list`).
 
     Items are dicts of ``left``, ``right``: (3, h, w) float32 RGB in [0, 1]; ``valid``: (1, h, w) float32 0/1 (0 on
-    black borders of either view); ``name``: str.
+    black borders of either view); ``name``: str (the left image's path).
 
     Raises:
-        FileNotFoundError: if a root has no pair layout, or a left image has no right partner.
-        ValueError: if a crop is larger than an image, or ``shift_range`` has ``min > max``.
+        FileNotFoundError: if a root does not exist or has no pair layout, or no pair is left after the exclusion.
+        ValueError: if a left image has no right partner or the reverse, a crop is larger than an image or not two
+            positive integers, or ``shift_range`` has ``min > max``.
     """
+
+    FIELDS = ("left", "right")
 
     def __init__(self, roots: list[str | Path] | str | Path, crop: tuple[int, int] | None = None,
                  augment: bool = False, samples_per_epoch: int | None = None, seed: int = 0,
                  scale_range: tuple[float, float] = (1.0, 1.0), exclude: list[str] | None = None,
                  shift_range: tuple[int, int] = (0, 0)) -> None:
-        shift_range = check_shift_range(shift_range)  # before any file is read
-        if isinstance(roots, (str, Path)):
-            roots = [roots]
-        self.pairs: list[tuple[Path, Path]] = []
-        for root in roots:
-            self.pairs.extend(self.find_pairs(Path(root)))
-        if exclude:
-            self.pairs = [pair for pair in self.pairs if not path_in_list(pair[0], exclude)]
-        if not self.pairs:
-            raise FileNotFoundError(f"no stereo pairs found in {[str(r) for r in roots]}")
-        self.crop = crop
-        self.augment = augment
-        self.samples_per_epoch = samples_per_epoch or len(self.pairs)
-        self.seed = seed
+        self.shift_range = check_shift_range(shift_range)  # before any file is read
         self.scale_range = scale_range
-        self.shift_range = shift_range
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        super().__init__(roots, crop=crop, augment=augment, samples_per_epoch=samples_per_epoch, seed=seed,
+                         exclude=exclude)
+
+    @property
+    def pairs(self) -> list[tuple[Path, Path]]:
+        """The (left, right) image paths, in the order of the roots and then natural order of the names."""
+        return self.samples
+
+    def find_samples(self, root: Path) -> list[tuple[Path, Path]]:
+        return self.find_pairs(root)
 
     def find_pairs(self, root: Path) -> list[tuple[Path, Path]]:
         """Return the (left, right) image paths under ``root``; override for other layouts."""
@@ -98,36 +98,37 @@ class StereoFolderDataset(Dataset):
         raise FileNotFoundError(f"{root} has neither left/ and right/ nor images_rectified/left and "
                                 f"images_rectified/right folders")
 
-    def __len__(self) -> int:
-        return self.samples_per_epoch
+    def sample_description(self) -> str:
+        return "stereo pairs"
+
+    def read_sample(self, index: int) -> Sample:
+        """``left``, ``right``: (H, W, 3) uint8 BGR; ``valid``: (H, W) bool, False on the black border of either view.
+
+        Raises:
+            ValueError: if the two images differ in size (naming both), or a file cannot be decoded.
+            FileNotFoundError: if a file has gone.
+        """
+        left_path, right_path = self.pairs[index]
+        left, right = read_image_bgr(left_path), read_image_bgr(right_path)
+        if left.shape != right.shape:
+            raise ValueError(f"{left_path} and {right_path} differ in size: {left.shape} vs {right.shape}")
+        return {"left": left, "right": right, "valid": black_border_mask(left) & black_border_mask(right)}
 
     def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(left BGR, right BGR, valid mask) of pair ``index`` at full size, cached in memory."""
-        if index not in self._cache:
-            left_path, right_path = self.pairs[index]
-            left, right = read_image_bgr(left_path), read_image_bgr(right_path)
-            if left.shape != right.shape:
-                raise ValueError(f"{left_path} and {right_path} differ in size: {left.shape} vs {right.shape}")
-            valid = black_border_mask(left) & black_border_mask(right)
-            self._cache[index] = (left, right, valid)
-        return self._cache[index]
+        sample = self.load_sample(index)
+        return sample["left"], sample["right"], sample["valid"]
 
-    def __getitem__(self, item: int) -> dict:
-        index = item % len(self.pairs)
-        left, right, valid = self.load_pair(index)
-        rng = np.random.default_rng(self.seed + item) if self.augment or self.crop else None
-        if self.crop is not None:
-            left, right, valid = random_crop(left, right, valid, self.crop, rng, self.scale_range,
-                                              self.shift_range)
-        left = left[..., ::-1].astype(np.float32) / 255.0  # BGR -> RGB
-        right = right[..., ::-1].astype(np.float32) / 255.0
-        valid = valid.astype(np.float32)
-        if self.augment:
-            left, right, valid = augment_pair(left, right, valid, rng)
-        return {"left": torch.from_numpy(np.ascontiguousarray(left.transpose(2, 0, 1))),
-                "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))),
-                "valid": torch.from_numpy(np.ascontiguousarray(valid[None])),
-                "name": str(self.pairs[index][0])}
+    def crop_sample(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        """The zoomed, disparity-shifted random window of :func:`random_crop`."""
+        left, right, valid = random_crop(sample["left"], sample["right"], sample["valid"], self.crop, rng,
+                                         self.scale_range, self.shift_range)
+        return {"left": left, "right": right, "valid": valid}
+
+    def augment_sample(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        """Colour jitter equal for both views and the view-swapping flip of :func:`augment_pair`."""
+        left, right, valid = augment_pair(sample["left"], sample["right"], sample["valid"], rng)
+        return {"left": left, "right": right, "valid": valid}
 
 
 class ScaredKeyframeDataset(StereoFolderDataset):
@@ -137,24 +138,6 @@ class ScaredKeyframeDataset(StereoFolderDataset):
         if (root / "img_left").is_dir() and (root / "img_right").is_dir():
             return pair_stereo_folders(root / "img_left", root / "img_right")
         return super().find_pairs(root)
-
-
-def read_pair_list(path: str | Path) -> list[str]:
-    """Read a pair list: one left-image path (or path suffix) per line; ``#`` comments and blank lines ignored.
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pair list {path} does not exist")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-
-
-def path_in_list(path: Path, entries: list[str]) -> bool:
-    """True if ``path`` ends with one of ``entries`` (compared as POSIX paths, whole components only)."""
-    posix = "/" + path.as_posix()
-    return any(posix.endswith("/" + entry.strip("/")) for entry in entries)
 
 
 def check_shift_range(shift_range) -> tuple[int, int]:

@@ -1,17 +1,23 @@
 """Self-supervised training of :class:`CoarseToFineStereoNet` on rectified pairs (no ground truth anywhere).
 
+Runs on the generic :class:`stereo_depth_ros.training.trainer.Trainer`: this module builds the network, the Adam
+optimiser with its cosine learning-rate decay and the dataset, and gives the Trainer the loss callback
+(:func:`stereo_loss_callback`: photometric + smoothness per stage, optional left-right consistency) whose names
+are the CSV columns ``total, stage0..stage3, appearance3`` (then ``lr, seconds`` from the Trainer).
+
 Deterministic for a seed: the crops and augmentations of item ``k`` depend on ``seed + k`` only, batches are drawn
 in a fixed order from a seeded permutation, and PyTorch runs with deterministic algorithms. Checkpoints are
-safetensors files (weights, Adam state, step) so a run resumes exactly where it stopped, without pickle.
+safetensors files (weights, Adam state, scheduler, step, random generators) so a run resumes exactly where it
+stopped, without pickle.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import platform
-import time
+import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,8 +29,10 @@ from stereo_depth_ros.device import resolve_device
 from stereo_depth_ros.losses import PhotometricLossConfig, self_supervised_stereo_loss
 from stereo_depth_ros.models.coarse_to_fine import (ARCHITECTURE, NUM_STAGES, CoarseToFineStereoNet, load_weights,
                                                     save_weights)
+from stereo_depth_ros.training.model_card import write_model_card
+from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, average_state_dicts, seed_everything
 
-CSV_FIELDS = ["step", "total", "stage0", "stage1", "stage2", "stage3", "appearance3", "lr", "seconds"]
+MODEL_NAME = "network"  # the Trainer's name of the one model (checkpoint tensors ``model.network.*``)
 
 
 @dataclass
@@ -84,50 +92,15 @@ class TrainStereoOptions:
     extra: dict = field(default_factory=dict)
 
 
-def _checkpoint_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".ckpt.safetensors")
-
-
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Adam, step: int,
-                    history: list[dict]) -> None:
-    """Weights + Adam moments + step in one safetensors file (no pickle)."""
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for index, parameter in enumerate(model.parameters()):
-        state = optimizer.state.get(parameter, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in state:
-                tensors[f"adam.{index}.{key}"] = state[key].detach().cpu().contiguous()
-        if "step" in state:
-            tensors[f"adam.{index}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
-    metadata = {"step": str(step), "history": json.dumps(history), "config": json.dumps(model.config)}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-
-
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Adam) -> tuple[int, list[dict]]:
-    """Restore what :func:`save_checkpoint` wrote; returns (step, loss history)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    for index, parameter in enumerate(model.parameters()):
-        if f"adam.{index}.exp_avg" in tensors:
-            optimizer.state[parameter] = {
-                "step": tensors[f"adam.{index}.step"][0].clone(),
-                "exp_avg": tensors[f"adam.{index}.exp_avg"].to(parameter.device),
-                "exp_avg_sq": tensors[f"adam.{index}.exp_avg_sq"].to(parameter.device)}
-    return int(metadata["step"]), json.loads(metadata["history"])
+def cosine_decay_factor(step: int, steps: int) -> float:
+    """The learning-rate factor of ``step`` (0-based): cosine decay from 1 to 0.01 over ``steps``, then 0.01."""
+    progress = min(step / max(steps, 1), 1.0)
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def learning_rate(step: int, options: TrainStereoOptions) -> float:
-    """Cosine decay from ``lr`` to ``0.01 * lr`` over ``steps``."""
-    progress = min(step / max(options.steps, 1), 1.0)
-    return options.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    """Cosine decay from ``lr`` to ``0.01 * lr`` over ``steps``: ``lr * cosine_decay_factor(step, steps)``."""
+    return options.lr * cosine_decay_factor(step, options.steps)
 
 
 def freeze_stages_before(model: CoarseToFineStereoNet, first_trained_stage: int) -> list[torch.nn.Parameter]:
@@ -177,31 +150,60 @@ def initial_model(options: TrainStereoOptions) -> CoarseToFineStereoNet:
     return model
 
 
+def stereo_loss_callback(config: PhotometricLossConfig):
+    """The Trainer's loss callback for the coarse-to-fine network (:func:`self_supervised_stereo_loss`).
+
+    The batch holds ``left``, ``right``: (B, 3, h, w) float32 RGB in [0, 1] and ``valid``: (B, 1, h, w) 0/1 (see
+    :class:`StereoFolderDataset`). With ``config.left_right_weight > 0`` the network also runs on the mirrored,
+    swapped pair to get the right view's disparities (twice the cost of a step).
+
+    Returns:
+        ``loss(batch, trainer) -> {"total": scalar tensor (minimised), "stage0".."stage3": float (each stage's
+        loss, before the stage weights), "appearance3": float (the finest stage's appearance term)}``.
+    """
+    def loss(batch: dict, trainer: Trainer) -> dict:
+        model = trainer.models[MODEL_NAME]
+        left, right, valid = batch["left"], batch["right"], batch["valid"]
+        stages = model(left, right)
+        right_stages = None
+        if config.left_right_weight > 0:
+            flipped = model(right.flip(-1), left.flip(-1))
+            right_stages = [disparity.flip(-1) for disparity in flipped]
+        losses = self_supervised_stereo_loss(left, right, stages, valid, config, right_stages)
+        return {"total": losses.total, **{f"stage{i}": value for i, value in enumerate(losses.per_stage)},
+                f"appearance{len(losses.appearance) - 1}": losses.appearance[-1]}
+
+    return loss
+
+
 def train_stereo(options: TrainStereoOptions) -> dict:
     """Train the coarse-to-fine network self-supervised; write weights, CSV, PNG, checkpoint and model card.
 
     Returns:
-        the model card (dict) that was written beside the weights.
+        the model card (dict) that was written beside the weights (with the weights' ``sha256``).
 
     Raises:
-        FileNotFoundError: if a data folder holds no stereo pairs.
+        FileNotFoundError: if a data folder does not exist or holds no stereo pairs, or the resume checkpoint is
+            missing.
         ValueError: for invalid options (crop larger than an image, unknown device, smoothness weights, a first
-            trained stage without init weights).
+            trained stage without init weights), or a checkpoint of another run.
     """
-    from tqdm import tqdm
-
     # Options that need no file: checked before any data or weights are read.
     loss_config = PhotometricLossConfig(smoothness_weight=options.smoothness_weight,
                                         left_right_weight=options.left_right_weight)
     if options.first_trained_stage and not options.init:
         raise ValueError("first_trained_stage > 0 freezes earlier stages: it needs init weights to start from")
+    trainer_options = TrainerOptions(
+        out=options.out, steps=options.steps, batch_size=options.batch_size, seed=options.seed,
+        checkpoint_every=options.checkpoint_every, stop_at=options.stop_at, keep_weights=options.keep_weights,
+        backward="total", progress=options.progress, description="train-stereo", progress_keys=("total", "stage3"),
+        plot_title="train-stereo: photometric + smoothness loss per stage", plot_ylabel="self-supervised loss")
+    trainer_options.check()
     if options.threads:
         torch.set_num_threads(options.threads)
-    torch.manual_seed(options.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(options.seed)
     device = resolve_device(options.device)
     out = Path(options.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     dataset = ScaredKeyframeDataset(options.data, crop=tuple(options.crop), augment=True,
                                     samples_per_epoch=options.steps * options.batch_size, seed=options.seed,
                                     scale_range=tuple(options.scale_range),
@@ -209,56 +211,68 @@ def train_stereo(options: TrainStereoOptions) -> dict:
                                     exclude=read_pair_list(options.exclude) if options.exclude else None)
     model = initial_model(options).to(device).train()
     optimizer = torch.optim.Adam(freeze_stages_before(model, options.first_trained_stage), lr=options.lr)
-    start_step, history = 0, []
-    if options.resume:
-        start_step, history = load_checkpoint(Path(options.resume), model, optimizer)
-    order = np.random.default_rng(options.seed).permutation(options.steps * options.batch_size)
-    started = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
-    last_step = options.steps if options.stop_at is None else min(options.stop_at, options.steps)
-    bar = tqdm(range(start_step, last_step), initial=start_step, total=options.steps, desc="train-stereo",
-               disable=not options.progress, dynamic_ncols=True)
-    for step in bar:
-        items = [dataset[int(k)] for k in order[step * options.batch_size:(step + 1) * options.batch_size]]
-        left = torch.stack([it["left"] for it in items]).to(device)
-        right = torch.stack([it["right"] for it in items]).to(device)
-        valid = torch.stack([it["valid"] for it in items]).to(device)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, options)
-        stages = model(left, right)
-        right_stages = None
-        if options.left_right_weight > 0:
-            flipped = model(right.flip(-1), left.flip(-1))
-            right_stages = [d.flip(-1) for d in flipped]
-        losses = self_supervised_stereo_loss(left, right, stages, valid, loss_config, right_stages)
-        optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
-        optimizer.step()
-        row = {"step": step + 1, "total": float(losses.total.detach()), "appearance3": losses.appearance[-1],
-               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-        row.update({f"stage{i}": value for i, value in enumerate(losses.per_stage)})
-        history.append(row)
-        bar.set_postfix(loss=f"{row['total']:.4f}", stage3=f"{losses.per_stage[-1]:.4f}")
-        if (step + 1) % options.checkpoint_every == 0 or step + 1 == last_step:
-            save_checkpoint(_checkpoint_path(out), model, optimizer, step + 1, history)
-            write_loss_log(history, out)
-            if options.keep_weights:
-                save_weights(model, out.with_name(f"{out.stem}.step{step + 1:06d}.safetensors"),
-                             {"training": {"step": step + 1, "of_run": out.name}})
-    model.eval()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_decay_factor(step, options.steps))
+
+    def train_mode(name: str, module: CoarseToFineStereoNet) -> None:
+        module.train()
+        freeze_stages_before(module, options.first_trained_stage)  # frozen stages back in eval mode
+
+    trainer = Trainer(trainer_options, models={MODEL_NAME: model}, optimizers={MODEL_NAME: optimizer},
+                      loss=stereo_loss_callback(loss_config), train_dataset=dataset,
+                      schedulers={MODEL_NAME: scheduler}, train_mode=train_mode, device=device,
+                      weights_writers=lambda module, path, metadata: save_weights(module, path, metadata))
+    training_facts = {"data": [str(d) for d in options.data], "steps": options.steps, "crop": list(options.crop),
+                      "seed": options.seed}
+    with tempfile.TemporaryDirectory() as folder:
+        resume = options.resume and _trainer_checkpoint(Path(options.resume), trainer, Path(folder))
+        history = trainer.fit(resume=resume, weights_metadata={"training": training_facts})
     card = model_card(options, history, device, len(dataset.pairs))
-    save_weights(model, out, {"training": {k: card[k] for k in ("data", "steps", "crop", "seed")}})
-    write_loss_log(history, out)
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    return json.loads(write_model_card(out, card).read_text())
+
+
+def _trainer_checkpoint(path: Path, trainer: Trainer, folder: Path) -> Path:
+    """``path`` itself, or for a checkpoint of the train-stereo of before the Trainer (tensors ``model.*`` and
+    ``adam.<i>.*``, metadata ``step`` and ``history``) the same state written in the Trainer's format in ``folder``.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            if "format" in metadata:
+                return path
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file (truncated?): {error}") from error
+    if "step" not in metadata or "history" not in metadata or not any(key.startswith("model.") for key in tensors):
+        raise ValueError(f"checkpoint {path} is neither a Trainer checkpoint nor one of the earlier train-stereo")
+    model, optimizer = trainer.models[MODEL_NAME], trainer.optimizers[MODEL_NAME]
+    model.load_state_dict({key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")})
+    for index, parameter in enumerate(model.parameters()):
+        if f"adam.{index}.exp_avg" in tensors:
+            optimizer.state[parameter] = {
+                "step": tensors[f"adam.{index}.step"][0].clone(),
+                "exp_avg": tensors[f"adam.{index}.exp_avg"].to(parameter.device),
+                "exp_avg_sq": tensors[f"adam.{index}.exp_avg_sq"].to(parameter.device)}
+    step = int(metadata["step"])
+    scheduler = trainer.schedulers[MODEL_NAME]
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended, no step is replayed
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(step):  # the learning rate the old code set for the next step
+            scheduler.step()
+    trainer.history, trainer.steps_done = json.loads(metadata["history"]), step
+    return trainer.save_checkpoint(folder / path.name)
 
 
 def average_weights(paths: list[str | Path], out: str | Path) -> CoarseToFineStereoNet:
     """Average the weights of several checkpoints of one network (uniform checkpoint averaging, as in SWA).
 
     Every floating-point tensor (weights, biases, batch-norm statistics) becomes the mean over the files; integer
-    tensors (batch-norm step counters) are taken from the last file. Averaging the checkpoints of the second half
-    of a run smooths the checkpoint-to-checkpoint wander of a self-supervised run (docs/stereo.md measured
-    +-0.2 px EPE between checkpoints 250 steps apart).
+    tensors (batch-norm step counters) are taken from the last file (:func:`average_state_dicts`). Averaging the
+    checkpoints of the second half of a run smooths the checkpoint-to-checkpoint wander of a self-supervised run
+    (docs/stereo.md measured +-0.2 px EPE between checkpoints 250 steps apart).
 
     Args:
         paths: safetensors files written by :func:`save_weights` for the same architecture and configuration.
@@ -278,46 +292,10 @@ def average_weights(paths: list[str | Path], out: str | Path) -> CoarseToFineSte
     for path, model in zip(paths, models):
         if dict(model.config, max_disparity=None) != reference:
             raise ValueError(f"{path} has the configuration {model.config}, unlike {paths[0]}: {models[0].config}")
-    states = [model.state_dict() for model in models]
-    averaged = {key: (torch.stack([state[key].double() for state in states]).mean(0).to(value.dtype)
-                      if value.dtype.is_floating_point else states[-1][key])
-                for key, value in states[0].items()}
     result = models[-1]
-    result.load_state_dict(averaged)
+    result.load_state_dict(average_state_dicts([model.state_dict() for model in models]))
     save_weights(result, out, {"averaged_from": [str(Path(path).name) for path in paths]})
     return result
-
-
-def write_loss_log(history: list[dict], out: Path) -> None:
-    """Write ``<out>.losses.csv`` (one row per step) and ``<out>.losses.png`` (loss curve per stage)."""
-    if not history:
-        return
-    csv_path = out.with_name(out.stem + ".losses.csv")
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.array([row["step"] for row in history])
-    window = max(1, len(history) // 50)
-    figure, axis = plt.subplots(figsize=(7, 4), dpi=100)
-    for key in ("stage0", "stage1", "stage2", "stage3", "total"):
-        values = np.array([row.get(key, np.nan) for row in history], dtype=float)
-        if window > 1:
-            values = np.convolve(values, np.ones(window) / window, mode="valid")
-        axis.plot(steps[len(steps) - len(values):], values, label=key)
-    axis.set_xlabel("step")
-    axis.set_ylabel(f"self-supervised loss (moving mean of {window})")
-    axis.set_title("train-stereo: photometric + smoothness loss per stage")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(out.with_name(out.stem + ".losses.png"))
-    plt.close(figure)
 
 
 def model_card(options: TrainStereoOptions, history: list[dict], device: torch.device, pairs: int) -> dict:

@@ -1,0 +1,55 @@
+"""The model card of a weights file: ``<weights stem>.json`` beside it, with the file's SHA-256.
+
+Every training writes one for the weights it produces (what the network is, the data, the options, the machine,
+the final losses). The ``"sha256"`` field lets :func:`stereo_depth_ros.models.weights.load_weights` refuse a weights
+file that was changed, truncated or replaced after its card was written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stereo_depth_ros.evaluation.evaluate import json_ready
+from stereo_depth_ros.models.weights import model_card_path, sha256_file
+
+
+def write_model_card(weights_path: str | Path, card: dict) -> Path:
+    """Write ``card`` as ``<weights stem>.json`` beside the weights, adding ``"sha256"`` (hex SHA-256 of the file).
+
+    Write the card after the weights' final version: the digest is of the file as it is now.
+
+    Args:
+        weights_path: the weights file (``.safetensors``); it must exist.
+        card: JSON-serialisable facts about the weights (strings, numbers, lists, dicts); a ``"sha256"`` in it is
+            replaced by the file's digest. Non-finite floats are written as null (JSON has no NaN;
+            :func:`stereo_depth_ros.evaluation.evaluate.json_ready`).
+
+    Returns:
+        the path of the card written.
+
+    Raises:
+        WeightsError: if the weights file does not exist or cannot be read.
+        TypeError: if ``card`` is not a dict or holds a value JSON cannot represent.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     weights = Path(folder) / "tiny.safetensors"
+        ...     _ = weights.write_bytes(b"")
+        ...     card = json.loads(write_model_card(weights, {"steps": 2}).read_text())
+        ...     sorted(card), card["sha256"][:16]
+        (['sha256', 'steps'], 'e3b0c44298fc1c14')
+    """
+    if not isinstance(card, dict):
+        raise TypeError(f"a model card is a dict, got {type(card).__name__}")
+    digest = sha256_file(weights_path)
+    record = json_ready({key: value for key, value in card.items() if key != "sha256"})
+    record["sha256"] = digest
+    try:
+        text = json.dumps(record, indent=2, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"model card of {weights_path} holds a value JSON cannot represent: {error}") from error
+    path = model_card_path(weights_path)
+    path.write_text(text + "\n")
+    return path
