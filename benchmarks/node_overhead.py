@@ -8,16 +8,21 @@ size and reports, as the median over ``--repeats`` frames after ``--warmup`` fra
 - ``synchronize``: the exact-time synchroniser matching the four inputs;
 - ``convert in``: Image -> BGR arrays, size checks, camera_info -> calibration (the node's own timing);
 - ``inference``: the estimator;
-- ``reproject``: disparity -> 3-D points with the core's ``reproject_disparity_to_points``;
-- ``build disparity`` / ``build depth`` / ``build points2``: the output messages;
-- ``publish``: ``publish()`` of the outputs (serialisation and hand-over to DDS; a subscriber of every output
-  exists so all are built and sent);
-- ``end-to-end``: from publishing the four inputs on the node's topics to receiving ``points2`` in the same
-  process (includes middleware transport both ways).
+- ``build disparity``: the safe-output masks (``min_disparity``, the band with no match) and the DisparityImage;
+- ``depth``: disparity -> depth with the core's ``disparity_to_depth`` (for ``depth`` and ``points2``);
+- ``build depth`` / ``build points2``: the output messages (points2 reprojects the depth straight into its
+  buffer, ``conversions.make_point_cloud2_from_depth``);
+- ``publish``: ``publish()`` of the outputs (serialisation and hand-over to DDS) that have a subscriber
+  (``--outputs``, default all three; the node builds only those);
+- ``end-to-end``: from publishing the four inputs on the node's topics to receiving the last subscribed output in
+  the same process (includes middleware transport both ways).
+
+The node overhead is the sum of every row but inference, measured in the same run, frame by frame.
 
 Usage::
 
     python benchmarks/node_overhead.py                      # coarse-to-fine network, 1280x1024, markdown table
+    python benchmarks/node_overhead.py --outputs disparity     # what a consumer of the disparity alone costs
     python benchmarks/node_overhead.py --method sgbm --json
 
 No timing is asserted anywhere; numbers depend on the machine and its load.
@@ -46,21 +51,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--encoding", choices=("bgr8", "rgb8", "mono8"), default="bgr8")
     parser.add_argument("--repeats", type=int, default=10, help="timed frames (median reported, default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed frames first (default 2)")
+    parser.add_argument("--outputs", default="disparity,depth,points2",
+                        help="comma-separated outputs with a subscriber (the node builds only those; default "
+                             "%(default)s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     args = parser.parse_args(argv)
+    args.outputs = [topic.strip() for topic in args.outputs.split(",") if topic.strip()]
+    if not args.outputs or set(args.outputs) - {"disparity", "depth", "points2"}:
+        parser.error("--outputs takes a comma-separated selection of disparity, depth, points2")
     if args.repeats < 1 or args.warmup < 0 or args.width < 16 or args.height < 16:
         parser.error("need --repeats >= 1, --warmup >= 0 and an image of at least 16x16 pixels")
     return args
 
 
 def motorcycle_pair(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-image's Motorcycle pair (BGR uint8) resized to width x height."""
-    from skimage import data
+    """scikit-image's Motorcycle pair (BGR uint8) resized to width x height (the package's one loader)."""
+    from stereo_depth_ros.evaluation.benchmark import benchmark_input
 
-    left, right, _ = data.stereo_motorcycle()
-    resize = (lambda image: cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), (width, height),
-                                       interpolation=cv2.INTER_AREA))
-    return resize(left), resize(right)
+    return benchmark_input(height, width)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from stereo_depth_ros.ros import conversions
-    from stereo_depth_ros.ros.stereo_node import INPUT_TOPICS, StereoDepthNode
+    from stereo_depth_ros.ros.stereo_node import StereoDepthNode
     from stereo_depth_ros.ros.sync import SimpleFilter, make_synchronizer
 
     left_bgr, right_bgr = motorcycle_pair(args.width, args.height)
@@ -111,13 +119,15 @@ def run(args: argparse.Namespace) -> dict:
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         executor.add_node(helper)
-        received: dict[int, float] = {}
-        helper.create_subscription(PointCloud2, "points2", lambda m: received.setdefault(m.header.stamp.sec,
-                                                                                          time.perf_counter()), 5)
-        helper.create_subscription(DisparityImage, "disparity", lambda m: None, 5)
-        helper.create_subscription(Image, "depth", lambda m: None, 5)
+        received: dict[tuple[str, int], float] = {}
+        types = {"disparity": DisparityImage, "depth": Image, "points2": PointCloud2}
+        for topic in args.outputs:
+            # raw=True: the helper receives the serialised bytes and reads only the stamp, so deserialising a
+            # 21 MB cloud in this process does not compete with the node for the interpreter.
+            helper.create_subscription(types[topic], topic, lambda data, t=topic: received.setdefault(
+                (t, _serialized_stamp_sec(data)), time.perf_counter()), 5, raw=True)
         publishers = [helper.create_publisher(type(m), topic, QoSProfile(depth=5))
-                      for topic, m in zip(INPUT_TOPICS, frame(0))]
+                      for topic, m in zip(StereoDepthNode.INPUT_TOPICS, frame(0))]
 
         def spin_until(predicate, timeout: float) -> bool:
             deadline = time.monotonic() + timeout
@@ -126,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
             return predicate()
 
         if not spin_until(lambda: all(p.get_subscription_count() for p in publishers)
-                          and all(node.output_subscription_count(t) for t in ("disparity", "depth", "points2")),
+                          and all(node.output_subscription_count(t) for t in args.outputs),
                           30.0):
             raise RuntimeError("the benchmark's helper node and the stereo node did not discover each other")
 
@@ -152,9 +162,12 @@ def run(args: argparse.Namespace) -> dict:
             tick = time.perf_counter()
             for publisher, msg in zip(publishers, msgs):
                 publisher.publish(msg)
-            if not spin_until(lambda: msgs[0].header.stamp.sec in received, 120.0):
-                raise RuntimeError(f"no points2 for frame {index}: {node.last_problem or 'no problem reported'}")
-            end_to_end_s = received[msgs[0].header.stamp.sec] - tick
+            keys = [(topic, msgs[0].header.stamp.sec) for topic in args.outputs]
+            if not spin_until(lambda: all(key in received for key in keys), 120.0):
+                raise RuntimeError(f"no {args.outputs} for frame {index}: "
+                                   f"{node.last_problem or 'no problem reported'}")
+            end_to_end_s = max(received[key] for key in keys) - tick
+            node.wait_until_idle(60.0)  # the worker publishes points2 before it records the frame's timing
             if index < args.warmup:
                 continue
             timing = dict(node.last_timing, deserialize_in=deserialize_s, synchronize=sync_s, end_to_end=end_to_end_s)
@@ -165,7 +178,7 @@ def run(args: argparse.Namespace) -> dict:
             "method": args.method, "estimator": node.estimator.name,
             "backend": getattr(node.estimator, "backend", "opencv"),
             "device": str(getattr(node.estimator, "device", "cpu")), "width": args.width, "height": args.height,
-            "encoding": args.encoding, "repeats": args.repeats, "warmup": args.warmup,
+            "encoding": args.encoding, "repeats": args.repeats, "warmup": args.warmup, "outputs": args.outputs,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
             "median_ms": medians,
         }
@@ -178,28 +191,36 @@ def run(args: argparse.Namespace) -> dict:
         rclpy.try_shutdown(context=context)
 
 
+def _serialized_stamp_sec(data: bytes) -> int:
+    """``header.stamp.sec`` of a serialised message whose first field is a std_msgs/Header (CDR: a 4-byte
+    encapsulation header, whose second byte is 1 for little endian, then the int32 seconds)."""
+    return int.from_bytes(data[4:8], "little" if data[1] & 1 else "big", signed=True)
+
+
 ROWS = (("deserialize_in", "deserialize in (rclpy, 2 images + 2 camera_info)"),
         ("synchronize", "synchronize (4 inputs, exact)"),
         ("convert_in", "convert in (Image -> BGR, camera_info -> calibration)"),
         ("inference", "inference"),
-        ("build_disparity", "build disparity (DisparityImage)"),
-        ("reproject", "reproject disparity -> points (core geometry)"),
-        ("build_depth", "build depth (Image 32FC1, Z of the points)"),
-        ("build_points2", "build points2 (PointCloud2 xyz+rgb message)"),
-        ("publish", "publish (3 outputs)"))
+        ("build_disparity", "build disparity (safe-output masks, DisparityImage)"),
+        ("depth", "depth (core disparity_to_depth, REP-117)"),
+        ("build_depth", "build depth (Image 32FC1)"),
+        ("build_points2", "build points2 (reprojection into the PointCloud2 xyz+rgb message)"),
+        ("publish", "publish (the subscribed outputs)"))
 
 
 def markdown(result: dict) -> str:
-    medians = result["median_ms"]
+    medians = {key: result["median_ms"].get(key, 0.0) for key, _ in ROWS} | result["median_ms"]
     overhead = sum(medians[key] for key, _ in ROWS if key != "inference")
     lines = [f"Node overhead, {result['method']} ({result['backend']}, {result['device']}), "
-             f"{result['width']}x{result['height']} {result['encoding']}, median of {result['repeats']} frames "
-             f"after {result['warmup']} warm-up; {result['machine']}", "",
+             f"{result['width']}x{result['height']} {result['encoding']}, outputs subscribed: "
+             f"{', '.join(result['outputs'])}; median of {result['repeats']} frames after {result['warmup']} warm-up; "
+             f"{result['machine']}", "",
              "| step | median (ms) |", "|---|---:|"]
     lines += [f"| {label} | {medians[key]:.2f} |" for key, label in ROWS]
-    lines += [f"| **node overhead (all but inference)** | **{overhead:.2f}** |",
+    lines += [f"| **node overhead (all but inference)** | **{overhead:.2f}** "
+              f"({100.0 * overhead / medians['inference']:.1f} % of inference) |",
               f"| inside the node's callback (total) | {medians['total']:.2f} |",
-              f"| end-to-end (publish inputs -> points2 received, same process) | {medians['end_to_end']:.2f} |"]
+              f"| end-to-end (publish inputs -> last output received, same process) | {medians['end_to_end']:.2f} |"]
     return "\n".join(lines)
 
 

@@ -10,7 +10,8 @@ Which nodes start, their names, namespace, parameters and remappings come from
 ``stereo_depth_ros.ros.bringup_spec.plan_nodes``, the same function the single-process ``stereo_depth_bringup``
 uses, so both start the same graph. Every node named in ``params_file`` is started (default
 ``config/endoscope.yaml``); the topics resolve under ``namespace`` (``/stereo/left/image_rect``,
-``/stereo/disparity``, ``/stereo/depth``, ``/stereo/points2``).
+``/stereo/disparity``, ``/stereo/depth``, ``/stereo/points2``). Every node kind's remap arguments are declared
+(``bringup_spec.REMAP_ARGUMENTS``); each node takes only those of its own kind (``NodeKind.remaps``).
 """
 
 from launch import LaunchDescription

@@ -9,8 +9,10 @@ recorder, so the test sees exactly the keyword arguments the launch file gives e
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -173,7 +175,9 @@ def _console_scripts() -> dict[str, str]:
 
 
 def test_launch_and_bringup_start_the_same_nodes(launch_module, tmp_path):
+    import rclpy
     from rclpy.context import Context
+    from stereo_msgs.msg import DisparityImage
 
     from stereo_depth_ros.ros.bringup import start_nodes
 
@@ -207,7 +211,14 @@ def test_launch_and_bringup_start_the_same_nodes(launch_module, tmp_path):
             assert node.get_parameter("queue_size").value == 7
             assert node.get_parameter("use_color").value is False
             assert node.get_parameter("use_sim_time").value is False
+            # The node subscribes its inputs once an output has a subscriber (lazy): give it one.
+            probe = rclpy.create_node("launch_test_probe", context=context)
+            probe.create_subscription(DisparityImage, "/stereo/disparity", lambda msg: None, 1)
+            deadline = time.monotonic() + 20.0
+            while not node.inputs_subscribed and time.monotonic() < deadline:
+                time.sleep(0.05)
             subscribed = {s.topic_name for s in node.subscriptions}
+            probe.destroy_node()
             assert {"/camera/left/image_rect_color", "/stereo/right/image_rect", "/stereo/left/camera_info",
                     "/camera/right/info"} <= subscribed
             assert "/stereo/left/image_rect" not in subscribed
@@ -256,6 +267,26 @@ def test_config_file_matches_the_node_parameters():
     assert set(parameters) <= set(PARAMETER_SPECS)
     for name, value in parameters.items():
         assert type(value) is type(PARAMETER_SPECS[name].default), f"{name}: {value!r} has the wrong type"
+
+
+def test_every_node_kind_remaps_exactly_its_inputs():
+    for kind in bringup_spec.NODE_KINDS.values():
+        node_class = getattr(importlib.import_module(kind.module), kind.class_name)
+        assert [r.topic for r in kind.remaps] == list(node_class.INPUT_TOPICS), kind.name
+        assert all(len(r.description) > 15 for r in kind.remaps)
+    assert {r.argument for r in bringup_spec.REMAP_ARGUMENTS} >= {"left_image", "right_image", "left_camera_info",
+                                                                   "right_camera_info"}
+    stereo = bringup_spec.NODE_KINDS["stereo_depth_node"]
+    other = bringup_spec.NodeKind("threshold_node", "threshold_node", "m", "C",
+                                  (bringup_spec.RemapArgument("image", "image", "Image to threshold"),))
+    remaps = {"left_image": "/cam/left", "image": "/cam/mono"}
+    with pytest.raises(ValueError, match="unknown topic remap 'image'"):  # not an argument of any known kind
+        bringup_spec.resolve_remaps(remaps, stereo)
+    kinds = {stereo.name: stereo, other.name: other}
+    assert [r.argument for r in bringup_spec.remap_arguments(kinds)][-1] == "image"
+    clash = bringup_spec.NodeKind("x", "x", "m", "C", (bringup_spec.RemapArgument("left_image", "left", "Left"),))
+    with pytest.raises(ValueError, match="left_image"):
+        bringup_spec.remap_arguments({stereo.name: stereo, "x": clash})
 
 
 def test_plan_errors(tmp_path):

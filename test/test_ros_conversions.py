@@ -13,7 +13,7 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from stereo_depth_ros.geometry import StereoCameraModel, reproject_disparity_to_points  # noqa: E402
+from stereo_depth_ros.geometry import StereoCameraModel, disparity_to_depth, reproject_disparity_to_points  # noqa: E402
 from stereo_depth_ros.ros import conversions  # noqa: E402
 from stereo_depth_ros.ros.conversions import InputError  # noqa: E402
 
@@ -132,7 +132,10 @@ def test_camera_info_calibration_reads_focal_length_baseline_and_principal_point
     assert camera.focal_px == pytest.approx(400.0) and camera.baseline_m == pytest.approx(0.12)
     assert camera.principal_point_offset_px == pytest.approx(1.5)
     c = camera.calibration
-    assert (c.focal_px, c.cx, c.cy, c.baseline_m, c.fy) == pytest.approx((400.0, 92.0, 62.0, 0.12, 401.0))
+    assert (c.fx, c.cx, c.cy, c.baseline_m, c.fy, c.cx_right) == pytest.approx((400.0, 92.0, 62.0, 0.12, 401.0, 90.5))
+    assert c == StereoCameraModel.from_camera_info(_camera_info(cx=92.0), _camera_info(cx=90.5, tx=-48.0))
+    # the node's image disparity d = x_l - x_r gives Z = f B / (d - (cx_l - cx_r)), as image_geometry's getZ
+    assert c.depth_from_disparity(11.5) == pytest.approx(400.0 * 0.12 / 10.0)
 
 
 @pytest.mark.parametrize("left, right, field", [
@@ -140,6 +143,7 @@ def test_camera_info_calibration_reads_focal_length_baseline_and_principal_point
     (_camera_info(), _camera_info(tx=0.0), "P[3]"),
     (_camera_info(), _camera_info(tx=+48.0), "swapped"),
     (_camera_info(fx=0.0), _camera_info(tx=-48.0), "P[0]"),
+    (_camera_info(), _camera_info(tx=-48.0, width=640, height=480), "'width' x 'height'"),
 ])
 def test_missing_calibration_names_the_field(left, right, field):
     camera = conversions.camera_info_calibration(left, right)
@@ -172,7 +176,7 @@ def test_disparity_image_is_filled_like_stereo_image_proc():
 
 def test_point_cloud2_layout_values_and_colours(motorcycle_small):
     left, _, gt_disparity = motorcycle_small
-    calibration = StereoCameraModel(focal_px=400.0, cx=92.0, cy=62.0, baseline_m=0.12)
+    calibration = StereoCameraModel(fx=400.0, cx=92.0, cy=62.0, baseline_m=0.12)
     points = reproject_disparity_to_points(gt_disparity, calibration)
     msg = conversions.make_point_cloud2(points, HEADER, left)
     h, w = left.shape[:2]
@@ -202,3 +206,62 @@ def test_point_cloud2_without_colour_keeps_the_xyz_layout(motorcycle_small):
     assert [f.name for f in msg.fields] == ["x", "y", "z"] and msg.point_step == 16
     cloud = conversions.point_cloud2_to_array(msg)
     assert np.isnan(cloud["z"][0, 0]) and (cloud["z"].ravel()[1:] == 0).all()
+
+
+def test_output_buffers_are_reused_and_checked(motorcycle_small):
+    left, _, gt_disparity = motorcycle_small
+    buffers = {}
+    depth = np.where(np.isfinite(gt_disparity), 48.0 / gt_disparity, np.nan).astype(np.float32)
+    data = conversions.reusable_buffer(buffers, "depth", depth.nbytes)
+    first = conversions.numpy_to_image(depth, "32FC1", HEADER, data)
+    assert first.data is data  # written in place, no new array
+    np.testing.assert_array_equal(conversions.image_to_numpy(first), depth)
+    second = conversions.numpy_to_image(depth * 2, "32FC1", HEADER, conversions.reusable_buffer(buffers, "depth",
+                                                                                                depth.nbytes))
+    assert second.data is data
+    np.testing.assert_array_equal(conversions.image_to_numpy(second), depth * 2)
+    with pytest.raises(ValueError, match="bytes"):
+        conversions.numpy_to_image(depth[:-1], "32FC1", HEADER, data)
+    # A cloud built in a reused buffer equals a fresh one, also when the buffer held another cloud before.
+    calibration = StereoCameraModel(400.0, 92.0, 62.0, 0.12)
+    points = reproject_disparity_to_points(gt_disparity, calibration)
+    cloud_data = conversions.reusable_buffer(buffers, "points2", points.shape[0] * points.shape[1] * 16)
+    conversions.make_point_cloud2(points * 3, HEADER, left, cloud_data)
+    reused = conversions.make_point_cloud2(points, HEADER, left, cloud_data)
+    assert reused.data is cloud_data
+    assert bytes(reused.data) == bytes(conversions.make_point_cloud2(points, HEADER, left).data)
+    with pytest.raises(ValueError, match="point cloud buffer"):
+        conversions.make_point_cloud2(points[:-1], HEADER, left[:-1], cloud_data)
+
+
+def test_point_cloud2_makes_partly_invalid_points_all_nan():
+    points = np.ones((2, 3, 3), np.float32)
+    points[0, 1, 0] = np.nan  # only x invalid
+    points[1, 2, 1] = np.inf  # only y infinite
+    cloud = conversions.point_cloud2_to_array(conversions.make_point_cloud2(
+        points, HEADER, np.full((2, 3, 3), 7, np.uint8)))
+    for axis in ("x", "y", "z", "rgb"):
+        assert np.isnan(cloud[axis][0, 1]) and np.isnan(cloud[axis][1, 2]), axis
+    assert (cloud["z"][0, 0], cloud["rgb"].view(np.uint32)[0, 0]) == (1.0, 0x070707)
+
+
+def test_point_cloud2_from_depth_equals_the_core_reprojection(motorcycle_small):
+    left, _, gt_disparity = motorcycle_small
+    calibration = StereoCameraModel(400.0, 92.0, 62.0, 0.12, fy=410.0)
+    unlimited = disparity_to_depth(gt_disparity, 400.0, 0.12)
+    # Limits at the quartiles: the real disparities give finite, -inf, +inf and NaN depths.
+    min_depth, max_depth = (float(q) for q in np.nanpercentile(unlimited, [25, 75]))
+    depth = disparity_to_depth(gt_disparity, 400.0, 0.12, min_depth, max_depth)
+    assert np.isposinf(depth).any() and np.isneginf(depth).any() and np.isnan(depth).any()
+    fused = conversions.point_cloud2_to_array(conversions.make_point_cloud2_from_depth(
+        depth, calibration, HEADER, left))
+    core = conversions.point_cloud2_to_array(conversions.make_point_cloud2(
+        reproject_disparity_to_points(gt_disparity, calibration, min_depth, max_depth), HEADER, left))
+    finite = np.isfinite(depth)
+    for axis in ("x", "y", "z"):
+        np.testing.assert_allclose(fused[axis][finite], core[axis][finite], rtol=1e-6)
+        assert np.isnan(fused[axis][~finite]).all() and np.isnan(core[axis][~finite]).all()
+    np.testing.assert_array_equal(fused["rgb"].view(np.uint32)[finite], conversions.pack_rgb(left)[finite])
+    assert np.isnan(fused["rgb"][~finite]).all()
+    with pytest.raises(ValueError, match="depth must be"):
+        conversions.make_point_cloud2_from_depth(depth[None], calibration, HEADER)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stereo_depth_ros.data.bags import CameraInfoData
+from stereo_depth_ros.data.stereo_bag import CameraInfoData
 from stereo_depth_ros.ros.bringup_spec import read_params_file
 from stereo_depth_ros.yaml_files import read_yaml
 

@@ -10,8 +10,9 @@ start the same nodes, with the same names, namespace, parameters file and topic 
   ``/stereo/disparity`` and so on (the topics ``stereo-depth-ros make-bag`` writes).
 - Parameters: the whole file is handed to the node as a ROS 2 parameters file (``--params-file``, what launch_ros
   does with a file path), so rcl applies its usual matching; then explicit overrides (``use_sim_time``).
-- Remappings: the camera inputs can be remapped with the launch arguments ``left_image``, ``right_image``,
-  ``left_camera_info``, ``right_camera_info`` (default: the relative names, i.e. no remapping).
+- Remappings: each node kind names the launch arguments that remap its own inputs (:attr:`NodeKind.remaps`; the
+  stereo node: ``left_image``, ``right_image``, ``left_camera_info``, ``right_camera_info``; default: the relative
+  names, i.e. no remapping). A node gets only its own kind's remaps.
 
 A key naming a node without namespace (``stereo_depth_node:``) only matches a node in the root namespace, which
 rcl would silently ignore for a node in ``/stereo``; :func:`plan_nodes` refuses it with a message saying how to
@@ -34,26 +35,8 @@ RVIZ_CONFIG_NAME = "endoscope.rviz"
 
 
 @dataclass(frozen=True)
-class NodeKind:
-    """A node this package can start: its executable (console script) and its Python class."""
-
-    name: str
-    executable: str
-    module: str
-    class_name: str
-
-
-#: Node name (as written in a parameters file) -> how to start it.
-NODE_KINDS: dict[str, NodeKind] = {
-    "stereo_depth_node": NodeKind("stereo_depth_node", "stereo_depth_node", "stereo_depth_ros.ros.stereo_node",
-                                  "StereoDepthNode"),
-}
-DEFAULT_NODES = ("stereo_depth_node",)
-
-
-@dataclass(frozen=True)
 class RemapArgument:
-    """A launch argument (and bringup option) that remaps one input topic of the stereo node.
+    """A launch argument (and bringup option) that remaps one input topic of a node kind.
 
     Attributes:
         argument: launch argument name, e.g. ``left_image``.
@@ -66,7 +49,27 @@ class RemapArgument:
     description: str
 
 
-REMAP_ARGUMENTS = (
+@dataclass(frozen=True)
+class NodeKind:
+    """A node this package can start: its executable (console script), its Python class and the launch arguments
+    that remap its inputs.
+
+    Attributes:
+        name: node name as written in a parameters file.
+        executable: console script (``setup.py`` entry point).
+        module, class_name: where the node class lives.
+        remaps: one :class:`RemapArgument` per input topic of the node (its ``INPUT_TOPICS``).
+    """
+
+    name: str
+    executable: str
+    module: str
+    class_name: str
+    remaps: tuple[RemapArgument, ...] = ()
+
+
+#: The stereo node's inputs.
+STEREO_REMAPS = (
     RemapArgument("left_image", "left/image_rect",
                   "Rectified left image topic (sensor_msgs/Image); relative names resolve in the namespace"),
     RemapArgument("right_image", "right/image_rect", "Rectified right image topic (sensor_msgs/Image)"),
@@ -74,6 +77,34 @@ REMAP_ARGUMENTS = (
     RemapArgument("right_camera_info", "right/camera_info",
                   "Right camera_info topic (sensor_msgs/CameraInfo, P[3] = -fx * baseline)"),
 )
+
+#: Node name (as written in a parameters file) -> how to start it.
+NODE_KINDS: dict[str, NodeKind] = {
+    "stereo_depth_node": NodeKind("stereo_depth_node", "stereo_depth_node", "stereo_depth_ros.ros.stereo_node",
+                                  "StereoDepthNode", STEREO_REMAPS),
+}
+DEFAULT_NODES = ("stereo_depth_node",)
+
+
+def remap_arguments(kinds: dict[str, NodeKind] | None = None) -> tuple[RemapArgument, ...]:
+    """Every remap argument of the node kinds (first occurrence of each argument name, in kind order): what the
+    launch file declares and ``stereo_depth_bringup`` offers as options.
+
+    Raises:
+        ValueError: when two kinds use one argument name for different topics (the default would be ambiguous).
+    """
+    arguments: dict[str, RemapArgument] = {}
+    for kind in (kinds or NODE_KINDS).values():
+        for remap in kind.remaps:
+            known = arguments.setdefault(remap.argument, remap)
+            if known.topic != remap.topic:
+                raise ValueError(f"remap argument {remap.argument!r} names topic {known.topic!r} in one node kind "
+                                 f"and {remap.topic!r} in {kind.name}")
+    return tuple(arguments.values())
+
+
+#: Every node kind's remap arguments.
+REMAP_ARGUMENTS = remap_arguments()
 
 #: Launch arguments besides the remaps: name -> (default, description). The params_file default is resolved at
 #: run time by :func:`default_params_file` (an empty value means "the package's config/endoscope.yaml").
@@ -230,7 +261,7 @@ def plan_nodes(params_file: str | Path | None = None, namespace: str = DEFAULT_N
     Args:
         params_file: ROS 2 parameters YAML; None or "" for :func:`default_params_file`.
         namespace: namespace of the nodes (``/stereo``).
-        remaps: launch-argument name (``left_image``, ...; see :data:`REMAP_ARGUMENTS`) or the node's relative
+        remaps: launch-argument name (``left_image``, ...; see :data:`REMAP_ARGUMENTS`) or a node's relative
             topic (``left/image_rect``) -> topic to use instead. Values equal to the default are no remapping.
         use_sim_time: when not None, a ``use_sim_time`` override for every node.
 
@@ -263,10 +294,11 @@ def plan_nodes(params_file: str | Path | None = None, namespace: str = DEFAULT_N
             names.append(node_part)
     if not names:
         names = list(DEFAULT_NODES)
-    remappings = resolve_remaps(remaps or {})
+    resolve_remaps(remaps or {})  # unknown names are an error even when no started node takes them
     overrides = {} if use_sim_time is None else {"use_sim_time": bool(use_sim_time)}
     return [NodePlan(name=name, kind=NODE_KINDS[name], namespace=namespace, params_file=path.resolve(),
-                     parameter_overrides=dict(overrides), remappings=remappings) for name in names]
+                     parameter_overrides=dict(overrides), remappings=resolve_remaps(remaps or {}, NODE_KINDS[name]))
+            for name in names]
 
 
 def file_parameters(plan: NodePlan) -> dict:
@@ -283,22 +315,28 @@ def file_parameters(plan: NodePlan) -> dict:
     return merged
 
 
-def resolve_remaps(remaps: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    """``{launch argument or relative topic: target}`` -> ``((relative topic, target), ...)`` without the
-    identity ones (empty targets are ignored), in :data:`REMAP_ARGUMENTS` order.
+def resolve_remaps(remaps: dict[str, str], kind: NodeKind | None = None) -> tuple[tuple[str, str], ...]:
+    """``{launch argument or relative topic: target}`` -> ``((relative topic, target), ...)`` for one node kind:
+    only its own inputs, without the identity ones (empty targets are ignored), in the kind's remap order.
+
+    Args:
+        remaps: remap argument names (any kind's, :data:`REMAP_ARGUMENTS`) or relative input topics -> target.
+        kind: the node kind (None: the first of :data:`DEFAULT_NODES`).
 
     Raises:
-        ValueError: for a name that is neither a remap argument nor one of the node's input topics.
+        ValueError: for a name that is neither a remap argument nor an input topic of any node kind.
     """
-    by_name = {r.argument: r for r in REMAP_ARGUMENTS} | {r.topic: r for r in REMAP_ARGUMENTS}
+    kind = kind or NODE_KINDS[DEFAULT_NODES[0]]
+    every = {r.argument for r in REMAP_ARGUMENTS} | {r.topic for r in REMAP_ARGUMENTS}
+    own = {r.argument: r for r in kind.remaps} | {r.topic: r for r in kind.remaps}
     targets: dict[str, str] = {}
     for name, target in remaps.items():
-        if name not in by_name:
+        if name not in every:
             raise ValueError(f"unknown topic remap {name!r}; use one of "
                              f"{[r.argument for r in REMAP_ARGUMENTS]} (or their topics)")
-        if target and target.strip() and target.strip() != by_name[name].topic:
-            targets[by_name[name].topic] = target.strip()
-    return tuple((r.topic, targets[r.topic]) for r in REMAP_ARGUMENTS if r.topic in targets)
+        if name in own and target and target.strip() and target.strip() != own[name].topic:
+            targets[own[name].topic] = target.strip()
+    return tuple((r.topic, targets[r.topic]) for r in kind.remaps if r.topic in targets)
 
 
 def parse_bool(text: str | bool) -> bool:

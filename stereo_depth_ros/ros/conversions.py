@@ -182,7 +182,8 @@ def image_to_bgr8(msg: Image, name: str = "image") -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
 
 
-def numpy_to_image(pixels: np.ndarray, encoding: str = "32FC1", header: Header | None = None) -> Image:
+def numpy_to_image(pixels: np.ndarray, encoding: str = "32FC1", header: Header | None = None,
+                   data: array.array | None = None) -> Image:
     """Encode an array as a ``sensor_msgs/Image`` (host byte order, no row padding).
 
     Args:
@@ -191,6 +192,9 @@ def numpy_to_image(pixels: np.ndarray, encoding: str = "32FC1", header: Header |
             kept).
         encoding: one of :data:`ENCODINGS`.
         header: stamp and frame_id to put on the message (an empty Header if None).
+        data: an ``array('B')`` of exactly ``height * step`` bytes to write the pixels into and use as the
+            message's ``data`` (a caller that publishes every message before building the next reuses one buffer
+            and saves the page faults of a fresh one per frame); None = a new array.
 
     Returns:
         Image with ``step = width * bytes per pixel`` and ``is_bigendian`` of this host.
@@ -207,21 +211,42 @@ def numpy_to_image(pixels: np.ndarray, encoding: str = "32FC1", header: Header |
         raise ValueError(f"encoding {encoding!r} needs an array of shape "
                          f"{'(H, W)' if channels == 1 else f'(H, W, {channels})'}, got {pixels.shape}")
     pixels = np.ascontiguousarray(pixels, dtype=dtype)
-    msg = Image()
+    # check_fields=True: rclpy then keeps the array('B') given to 'data' as it is; by default its setter copies
+    # it into a new array (21 MB for a 1280x1024 point cloud, paid again in page faults every frame).
+    msg = Image(check_fields=True)
     if header is not None:
         msg.header = header
     msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
     msg.encoding = encoding
     msg.is_bigendian = _HOST_IS_BIGENDIAN
     msg.step = msg.width * channels * dtype.itemsize
-    msg.data = _to_byte_array(pixels)
+    msg.data = _to_byte_array(pixels, data)
     return msg
 
 
-def _to_byte_array(pixels: np.ndarray) -> array.array:
-    """One copy of a contiguous array into the ``array('B')`` rclpy stores uint8[] fields in (fast path)."""
-    data = array.array("B")
-    data.frombytes(memoryview(np.ascontiguousarray(pixels)).cast("B"))
+def _to_byte_array(pixels: np.ndarray, data: array.array | None = None) -> array.array:
+    """One copy of a contiguous array into the ``array('B')`` rclpy stores uint8[] fields in (fast path): a new
+    one, or ``data`` when given (it must have exactly the array's size in bytes).
+
+    Raises:
+        ValueError: when ``data`` has another size.
+    """
+    if data is None:
+        data = array.array("B")
+        data.frombytes(memoryview(np.ascontiguousarray(pixels)).cast("B"))
+        return data
+    if len(data) != pixels.nbytes:
+        raise ValueError(f"output buffer has {len(data)} bytes, the message needs {pixels.nbytes}")
+    np.copyto(np.frombuffer(data, dtype=pixels.dtype).reshape(pixels.shape), pixels)
+    return data
+
+
+def reusable_buffer(buffers: dict, key: str, nbytes: int) -> array.array:
+    """The ``array('B')`` of ``nbytes`` kept in ``buffers[key]`` (a new one when absent or of another size), for
+    the ``data`` argument of :func:`numpy_to_image` and :func:`make_point_cloud2`."""
+    data = buffers.get(key)
+    if data is None or len(data) != nbytes:
+        data = buffers[key] = array.array("B", bytes(nbytes))
     return data
 
 
@@ -233,8 +258,9 @@ class StereoCameraInfo:
     """What the node reads from a left/right ``camera_info`` pair.
 
     Attributes:
-        calibration: focal length, principal point and baseline, or None when the pair carries no usable
-            calibration (then ``problem`` says which field).
+        calibration: the :class:`~stereo_depth_ros.geometry.StereoCameraModel` (focal lengths, both principal
+            points, baseline), or None when the pair carries no usable calibration (then ``problem`` says which
+            field).
         focal_px: ``f`` for ``DisparityImage`` (left ``P[0]``), 0.0 when uncalibrated.
         baseline_m: ``t`` for ``DisparityImage`` (``-P[3] / P[0]`` of the right camera), 0.0 when uncalibrated.
         principal_point_offset_px: ``cx_left - cx_right`` (``P[2]``), subtracted from the image disparity as
@@ -250,42 +276,22 @@ class StereoCameraInfo:
 
 
 def camera_info_calibration(left: CameraInfo, right: CameraInfo) -> StereoCameraInfo:
-    """Read the rectified stereo calibration from a ``camera_info`` pair (image_geometry's conventions).
-
-    The projection matrices ``P`` (3x4, row-major) of rectified cameras give ``fx = P[0]``, ``fy = P[5]``,
-    ``cx = P[2]``, ``cy = P[6]`` and for the right camera ``P[3] = Tx = -fx * B`` with ``B`` the baseline in
-    metres (REP-104, sensor_msgs/CameraInfo).
+    """Read the rectified stereo calibration from a ``camera_info`` pair with
+    :meth:`StereoCameraModel.from_camera_info <stereo_depth_ros.geometry.StereoCameraModel.from_camera_info>`
+    (image_geometry's conventions: ``fx = P[0]``, ``fy = P[5]``, ``cx = P[2]``, ``cy = P[6]``, right
+    ``P[3] = Tx = -fx * B``; REP-104, sensor_msgs/CameraInfo).
 
     Returns:
-        :class:`StereoCameraInfo`. A pair without calibration is not an error: ``calibration`` is None and
-        ``problem`` names the missing field (``K``/``P`` all zero, ``P[0]`` or ``P[5]`` not positive, right
-        ``P[3]`` zero or positive).
+        :class:`StereoCameraInfo`. A pair without calibration is not an error here (the node still publishes
+        disparity): ``calibration`` is None and ``problem`` names the field (``K``/``P`` all zero, ``P[0]`` or
+        ``P[5]`` not positive, right ``P[3]`` zero or positive, different image sizes).
     """
-    for side, info in (("left", left), ("right", right)):
-        if not np.any(np.asarray(info.p, dtype=np.float64)):
-            return _uncalibrated(f"{side} camera_info field 'p' (projection matrix P) is all zero: camera not "
-                                 f"calibrated")
-        if not np.any(np.asarray(info.k, dtype=np.float64)):
-            return _uncalibrated(f"{side} camera_info field 'k' (intrinsic matrix K) is all zero: camera not "
-                                 f"calibrated")
-        p = np.asarray(info.p, dtype=np.float64)
-        if not (np.isfinite(p).all() and p[0] > 0 and p[5] > 0):
-            return _uncalibrated(f"{side} camera_info field 'p': P[0] (fx) = {p[0]} and P[5] (fy) = {p[5]} must "
-                                 f"be finite and positive")
-    p_left = np.asarray(left.p, dtype=np.float64)
-    p_right = np.asarray(right.p, dtype=np.float64)
-    tx = p_right[3]
-    if tx == 0:
-        return _uncalibrated("right camera_info field 'p': P[3] (Tx = -fx * baseline) is 0, so the baseline is "
-                             "unknown")
-    if tx > 0:
-        return _uncalibrated(f"right camera_info field 'p': P[3] (Tx = -fx * baseline) = {tx} is positive, i.e. "
-                             f"the 'right' camera is left of the left one (left and right swapped?)")
-    baseline = -tx / p_right[0]
-    calibration = StereoCameraModel(focal_px=float(p_left[0]), cx=float(p_left[2]), cy=float(p_left[6]),
-                                    baseline_m=float(baseline), focal_y_px=float(p_left[5]))
-    return StereoCameraInfo(calibration=calibration, focal_px=float(p_left[0]), baseline_m=float(baseline),
-                            principal_point_offset_px=float(p_left[2] - p_right[2]), problem=None)
+    try:
+        camera = StereoCameraModel.from_camera_info(left, right)
+    except ValueError as error:
+        return _uncalibrated(str(error))
+    return StereoCameraInfo(calibration=camera, focal_px=camera.fx, baseline_m=camera.baseline_m,
+                            principal_point_offset_px=camera.principal_point_offset, problem=None)
 
 
 def _uncalibrated(problem: str) -> StereoCameraInfo:
@@ -320,7 +326,8 @@ def check_camera_info_size(info: CameraInfo, image: Image, side: str) -> None:
 
 def make_disparity_image(disparity: np.ndarray, header: Header, focal_px: float, baseline_m: float,
                          min_disparity: float, max_disparity: float, delta_d: float,
-                         valid_window: tuple[int, int, int, int] | None = None) -> DisparityImage:
+                         valid_window: tuple[int, int, int, int] | None = None,
+                         data: array.array | None = None) -> DisparityImage:
     """Build a ``stereo_msgs/DisparityImage`` the way stereo_image_proc fills it.
 
     Args:
@@ -333,6 +340,7 @@ def make_disparity_image(disparity: np.ndarray, header: Header, focal_px: float,
         delta_d: smallest disparity increment, pixels.
         valid_window: ``(x_offset, y_offset, width, height)`` of the region that can hold valid disparities;
             the whole image if None.
+        data: reusable byte buffer for ``image.data`` (see :func:`numpy_to_image`), or None.
 
     Returns:
         DisparityImage with a 32FC1 ``image``.
@@ -344,7 +352,7 @@ def make_disparity_image(disparity: np.ndarray, header: Header, focal_px: float,
         raise ValueError(f"disparity must be (H, W), got shape {np.shape(disparity)}")
     msg = DisparityImage()
     msg.header = header
-    msg.image = numpy_to_image(disparity, "32FC1", header)
+    msg.image = numpy_to_image(disparity, "32FC1", header, data)
     msg.f = float(focal_px)
     msg.t = float(baseline_m)
     h, w = disparity.shape
@@ -391,8 +399,8 @@ def pack_rgb_float(colors_bgr: np.ndarray) -> np.ndarray:
     return bgra.view(np.float32)[..., 0]
 
 
-def make_point_cloud2(points: np.ndarray, header: Header, colors_bgr: np.ndarray | None = None
-                      ) -> PointCloud2:
+def make_point_cloud2(points: np.ndarray, header: Header, colors_bgr: np.ndarray | None = None,
+                      data: array.array | None = None) -> PointCloud2:
     """Build an organised ``sensor_msgs/PointCloud2`` (height x width, one point per pixel).
 
     Layout (point_step 16, row_step 16 * width, host byte order, ``is_dense`` false): float32 ``x``, ``y``, ``z``
@@ -404,9 +412,12 @@ def make_point_cloud2(points: np.ndarray, header: Header, colors_bgr: np.ndarray
         points: (H, W, 3) float, metres, NaN where invalid (``reproject_disparity_to_points``).
         header: stamp and frame_id (the left optical frame).
         colors_bgr: (H, W, 3) uint8 BGR of the left image, or None for a cloud without ``rgb``.
+        data: an ``array('B')`` of exactly ``16 * H * W`` bytes to build the cloud in and use as the message's
+            ``data`` (reused by a caller that publishes each message before building the next), or None for a
+            new one.
 
     Raises:
-        ValueError: for shapes that do not fit.
+        ValueError: for shapes that do not fit, or ``data`` of another size.
     """
     if points.ndim != 3 or points.shape[2] != 3:
         raise ValueError(f"points must be (H, W, 3), got shape {points.shape}")
@@ -414,19 +425,31 @@ def make_point_cloud2(points: np.ndarray, header: Header, colors_bgr: np.ndarray
     if colors_bgr is not None and colors_bgr.shape != (h, w, 3):
         raise ValueError(f"colors_bgr must be (H, W, 3) = ({h}, {w}, 3) like points, got {colors_bgr.shape}")
     points = np.asarray(points, dtype=np.float32)
-    # 0 where the point is valid, NaN where any coordinate is NaN or infinite (inf * 0 = NaN); adding it makes a
-    # point all-NaN when any of its coordinates is invalid. Plain array maths: a boolean mask over (H, W, 3) with
-    # all(axis=2) costs several times more at 1280x1024.
+    # 0 where the point is valid, NaN where any coordinate is NaN or infinite (inf * 0 = NaN).
     with np.errstate(invalid="ignore", over="ignore"):
-        invalid_term = (points[..., 0] + points[..., 1] + points[..., 2]) * np.float32(0.0)
-        xyz = points + invalid_term[..., None]
+        invalid = np.isnan((points[..., 0] + points[..., 1] + points[..., 2]) * np.float32(0.0))
     if colors_bgr is not None:
         rgb = pack_rgb_float(colors_bgr)
-        np.copyto(rgb, np.float32(np.nan), where=np.isnan(invalid_term))
+        np.copyto(rgb, np.float32(np.nan), where=invalid)
     else:
         rgb = np.zeros((h, w), dtype=np.float32)
-    buffer = cv2.merge([xyz, rgb])  # (H, W, 4) float32: x, y, z, rgb
-    msg = PointCloud2()
+    # Written once, straight into the message's byte array: x, y, z by OpenCV's 3 -> 4 channel copy, then rgb.
+    # (Building it with NumPy temporaries and a final copy cost several times more at 1280x1024: every fresh
+    # 21 MB buffer is paid in page faults, which is also why a caller may pass a reused one.)
+    if data is None:
+        data = array.array("B", bytes(h * w * POINT_STEP))
+    elif len(data) != h * w * POINT_STEP:
+        raise ValueError(f"point cloud buffer has {len(data)} bytes, a {w} x {h} cloud needs {h * w * POINT_STEP}")
+    cloud = np.frombuffer(data, dtype=np.float32).reshape(h, w, 4)
+    cv2.cvtColor(points if points.flags.c_contiguous else np.ascontiguousarray(points), cv2.COLOR_BGR2BGRA,
+                 dst=cloud)
+    cloud[..., 3] = rgb
+    # Points from reproject_disparity_to_points are all-NaN where invalid already; a point with only some
+    # coordinates non-finite (rare) is made all-NaN here.
+    partial = invalid & ~np.isnan(points[..., 2])
+    if partial.any():
+        cloud[partial, :3] = np.nan
+    msg = PointCloud2(check_fields=True)  # keeps 'data' without a copy (see numpy_to_image)
     msg.header = header
     msg.height, msg.width = int(h), int(w)
     msg.fields = point_cloud_fields(colors_bgr is not None)
@@ -434,7 +457,64 @@ def make_point_cloud2(points: np.ndarray, header: Header, colors_bgr: np.ndarray
     msg.point_step = POINT_STEP
     msg.row_step = POINT_STEP * int(w)
     msg.is_dense = False
-    msg.data = _to_byte_array(buffer)
+    msg.data = data
+    return msg
+
+
+def make_point_cloud2_from_depth(depth: np.ndarray, camera: StereoCameraModel, header: Header,
+                                 colors_bgr: np.ndarray | None = None, data: array.array | None = None
+                                 ) -> PointCloud2:
+    """Build the organised ``sensor_msgs/PointCloud2`` of a depth map, reprojecting it straight into the message.
+
+    The same cloud as ``make_point_cloud2(reproject_disparity_to_points(d, camera, ...), ...)`` for the depth
+    ``Z = f B / d`` of that disparity (``X = (u - cx) Z / fx``, ``Y = (v - cy) Z / fy``, the left optical frame,
+    REP-103), computed without the (H, W, 3) intermediate: at 1280x1024 the node needs the depth anyway, and each
+    extra full-size pass or fresh buffer costs milliseconds (docs/benchmarks.md).
+
+    Args:
+        depth: (H, W) float32 metres along the optical axis; any non-finite value (NaN, or REP-117's +-inf out of
+            range) makes the point invalid: x, y, z and rgb all NaN.
+        camera: the rectified pair (``fx``, ``fy``, ``cx``, ``cy`` of the left camera).
+        header: stamp and frame_id (the left optical frame).
+        colors_bgr: (H, W, 3) uint8 BGR of the left image, or None for a cloud without ``rgb``.
+        data: reusable ``array('B')`` of ``16 * H * W`` bytes (see :func:`make_point_cloud2`), or None.
+
+    Returns:
+        PointCloud2 with the layout of :func:`make_point_cloud2`.
+
+    Raises:
+        ValueError: for shapes that do not fit, or ``data`` of another size.
+    """
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
+    h, w = depth.shape
+    if colors_bgr is not None and colors_bgr.shape != (h, w, 3):
+        raise ValueError(f"colors_bgr must be (H, W, 3) = ({h}, {w}, 3) like depth, got {colors_bgr.shape}")
+    if data is None:
+        data = array.array("B", bytes(h * w * POINT_STEP))
+    elif len(data) != h * w * POINT_STEP:
+        raise ValueError(f"point cloud buffer has {len(data)} bytes, a {w} x {h} cloud needs {h * w * POINT_STEP}")
+    depth = np.asarray(depth, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        z = depth + depth * np.float32(0.0)  # finite: Z; NaN or +-inf: NaN (inf * 0 = NaN)
+    x = z * ((np.arange(w, dtype=np.float32) - np.float32(camera.cx)) / np.float32(camera.fx))[None, :]
+    y = z * ((np.arange(h, dtype=np.float32) - np.float32(camera.cy)) / np.float32(camera.fy))[:, None]
+    if colors_bgr is not None:
+        rgb = pack_rgb_float(colors_bgr)
+        np.copyto(rgb, np.float32(np.nan), where=np.isnan(z))
+    else:
+        rgb = np.zeros((h, w), dtype=np.float32)
+    # One interleaving pass by OpenCV, written into the message's byte array.
+    cv2.merge([x, y, z, rgb], dst=np.frombuffer(data, dtype=np.float32).reshape(h, w, 4))
+    msg = PointCloud2(check_fields=True)  # keeps 'data' without a copy (see numpy_to_image)
+    msg.header = header
+    msg.height, msg.width = int(h), int(w)
+    msg.fields = point_cloud_fields(colors_bgr is not None)
+    msg.is_bigendian = _HOST_IS_BIGENDIAN
+    msg.point_step = POINT_STEP
+    msg.row_step = POINT_STEP * int(w)
+    msg.is_dense = False
+    msg.data = data
     return msg
 
 
