@@ -61,6 +61,7 @@ def camera(args: argparse.Namespace) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from node_overhead import motorcycle_pair
 
+    from stereo_depth_ros.geometry import StereoCameraModel
     from stereo_depth_ros.ros import conversions
 
     left, right = motorcycle_pair(args.width, args.height)
@@ -70,20 +71,15 @@ def camera(args: argparse.Namespace) -> int:
     topics = (("left/image_rect", Image), ("right/image_rect", Image), ("left/camera_info", CameraInfo),
               ("right/camera_info", CameraInfo))
     publishers = [node.create_publisher(msg_type, topic, qos) for topic, msg_type in topics]
-    focal, baseline = 0.8 * args.width, 0.005
+    camera = StereoCameraModel(fx=0.8 * args.width, cx=args.width / 2, cy=args.height / 2, baseline_m=0.005)
     period = 1.0 / args.rate
     next_time = time.monotonic()
     try:
         while rclpy.ok():
             header = Header(stamp=node.get_clock().now().to_msg(), frame_id="stereo_left_optical_frame")
-            infos = []
-            for tx in (0.0, -focal * baseline):
-                info = CameraInfo(header=header, width=args.width, height=args.height)
-                info.k = [focal, 0.0, args.width / 2, 0.0, focal, args.height / 2, 0.0, 0.0, 1.0]
-                info.p = [focal, 0.0, args.width / 2, tx, 0.0, focal, args.height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
-                infos.append(info)
+            infos = conversions.stereo_camera_info_messages(camera, args.width, args.height, header)
             msgs = [conversions.numpy_to_image(left, "bgr8", header),
-                    conversions.numpy_to_image(right, "bgr8", header)] + infos
+                    conversions.numpy_to_image(right, "bgr8", header), *infos]
             for publisher, msg in zip(publishers, msgs):
                 publisher.publish(msg)
             next_time += period

@@ -79,11 +79,12 @@ def run(args: argparse.Namespace) -> dict:
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile
     from rclpy.serialization import deserialize_message, serialize_message
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from sensor_msgs.msg import Image, PointCloud2
     from std_msgs.msg import Header
     from stereo_msgs.msg import DisparityImage
     from tqdm import tqdm
 
+    from stereo_depth_ros.geometry import StereoCameraModel
     from stereo_depth_ros.ros import conversions
     from stereo_depth_ros.ros.stereo_node import StereoDepthNode
     from stereo_depth_ros.ros.sync import SimpleFilter, make_synchronizer
@@ -95,18 +96,13 @@ def run(args: argparse.Namespace) -> dict:
         left_px, right_px = (cv2.cvtColor(i, cv2.COLOR_BGR2GRAY) for i in (left_bgr, right_bgr))
     else:
         left_px, right_px = left_bgr, right_bgr
-    focal, baseline = 0.8 * args.width, 0.1
+    camera = StereoCameraModel(fx=0.8 * args.width, cx=args.width / 2, cy=args.height / 2, baseline_m=0.1)
 
     def frame(index: int) -> list:
         header = Header(stamp=Time(sec=1000 + index), frame_id="left_optical_frame")
-        infos = []
-        for tx in (0.0, -focal * baseline):
-            info = CameraInfo(header=header, width=args.width, height=args.height)
-            info.k = [focal, 0.0, args.width / 2, 0.0, focal, args.height / 2, 0.0, 0.0, 1.0]
-            info.p = [focal, 0.0, args.width / 2, tx, 0.0, focal, args.height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
-            infos.append(info)
         return [conversions.numpy_to_image(left_px, args.encoding, header),
-                conversions.numpy_to_image(right_px, args.encoding, header)] + infos
+                conversions.numpy_to_image(right_px, args.encoding, header),
+                *conversions.stereo_camera_info_messages(camera, args.width, args.height, header)]
 
     context = Context()
     rclpy.init(context=context, domain_id=150 + os.getpid() % 80)

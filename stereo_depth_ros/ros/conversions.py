@@ -275,6 +275,35 @@ class StereoCameraInfo:
     problem: str | None
 
 
+def stereo_camera_info_messages(camera: StereoCameraModel, width: int, height: int, header: Header
+                                ) -> tuple[CameraInfo, CameraInfo]:
+    """The left and right ``sensor_msgs/CameraInfo`` of a rectified pair (REP-104, no distortion, identity R).
+
+    ``K = [fx 0 cx; 0 fy cy; 0 0 1]`` and ``P = [fx 0 cx Tx; 0 fy cy 0; 0 0 1 0]`` with each camera's own ``cx``
+    and ``Tx = 0`` on the left, ``Tx = -fx * baseline`` on the right: the inverse of :func:`camera_info_calibration`.
+
+    Args:
+        camera: focal lengths and principal points in pixels, baseline in metres.
+        width, height: image size in pixels.
+        header: stamp and frame_id put on both messages.
+
+    Example:
+        >>> left, right = stereo_camera_info_messages(StereoCameraModel(fx=500.0, cx=320.0, cy=240.0,
+        ...                                           baseline_m=0.004), 640, 480, Header())
+        >>> float(-right.p[3] / right.p[0]), camera_info_calibration(left, right).baseline_m
+        (0.004, 0.004)
+    """
+    messages = []
+    for cx, tx in ((camera.cx, 0.0), (camera.cx_right, -camera.fx * camera.baseline_m)):
+        info = CameraInfo(header=header, width=int(width), height=int(height), distortion_model="plumb_bob")
+        info.d = [0.0] * 5
+        info.k = [camera.fx, 0.0, cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [camera.fx, 0.0, cx, tx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        messages.append(info)
+    return messages[0], messages[1]
+
+
 def camera_info_calibration(left: CameraInfo, right: CameraInfo) -> StereoCameraInfo:
     """Read the rectified stereo calibration from a ``camera_info`` pair with
     :meth:`StereoCameraModel.from_camera_info <stereo_depth_ros.geometry.StereoCameraModel.from_camera_info>`
@@ -449,13 +478,18 @@ def make_point_cloud2(points: np.ndarray, header: Header, colors_bgr: np.ndarray
     partial = invalid & ~np.isnan(points[..., 2])
     if partial.any():
         cloud[partial, :3] = np.nan
+    return _point_cloud_message(header, h, w, colors_bgr is not None, data)
+
+
+def _point_cloud_message(header: Header, height: int, width: int, with_rgb: bool, data: array.array) -> PointCloud2:
+    """The organised PointCloud2 around a filled ``16 * height * width``-byte buffer (x, y, z[, rgb] float32)."""
     msg = PointCloud2(check_fields=True)  # keeps 'data' without a copy (see numpy_to_image)
     msg.header = header
-    msg.height, msg.width = int(h), int(w)
-    msg.fields = point_cloud_fields(colors_bgr is not None)
+    msg.height, msg.width = int(height), int(width)
+    msg.fields = point_cloud_fields(with_rgb)
     msg.is_bigendian = _HOST_IS_BIGENDIAN
     msg.point_step = POINT_STEP
-    msg.row_step = POINT_STEP * int(w)
+    msg.row_step = POINT_STEP * int(width)
     msg.is_dense = False
     msg.data = data
     return msg
@@ -506,16 +540,7 @@ def make_point_cloud2_from_depth(depth: np.ndarray, camera: StereoCameraModel, h
         rgb = np.zeros((h, w), dtype=np.float32)
     # One interleaving pass by OpenCV, written into the message's byte array.
     cv2.merge([x, y, z, rgb], dst=np.frombuffer(data, dtype=np.float32).reshape(h, w, 4))
-    msg = PointCloud2(check_fields=True)  # keeps 'data' without a copy (see numpy_to_image)
-    msg.header = header
-    msg.height, msg.width = int(h), int(w)
-    msg.fields = point_cloud_fields(colors_bgr is not None)
-    msg.is_bigendian = _HOST_IS_BIGENDIAN
-    msg.point_step = POINT_STEP
-    msg.row_step = POINT_STEP * int(w)
-    msg.is_dense = False
-    msg.data = data
-    return msg
+    return _point_cloud_message(header, h, w, colors_bgr is not None, data)
 
 
 def point_cloud2_to_array(msg: PointCloud2) -> np.ndarray:
