@@ -108,3 +108,20 @@ def test_prepare_is_a_no_op_for_sgbm_and_checks_the_size():
     sgbm.prepare(480, 640)
     with pytest.raises(ValueError, match="height"):
         sgbm.prepare(0, 640)
+
+
+def test_a_plain_install_runs_the_network_on_onnxruntime():
+    """What `pip install .` and colcon install (setup.py's install_requires, package.xml's exec_depends) includes
+    onnxruntime, and the registry's default network then runs on it on the CPU (issue 10: a plain install used to
+    run eager PyTorch, 3-4x slower)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    setup_call = next(node for node in ast.walk(ast.parse((root / "setup.py").read_text()))
+                      if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    install_requires = next(ast.literal_eval(keyword.value) for keyword in setup_call.keywords
+                            if keyword.arg == "install_requires")
+    assert {"onnxruntime", "onnx", "safetensors", "torch"} <= set(install_requires)
+    assert "<exec_depend>python3-onnxruntime-pip</exec_depend>" in (root / "package.xml").read_text()
+    assert create_estimator("coarse-to-fine", device="cpu").backend == "onnx"
