@@ -8,6 +8,9 @@ PACKAGE = "stereo_depth_ros"
 
 NODES = [
     "stereo_depth_node = stereo_depth_ros.ros.stereo_node:main",
+    "mono_depth_node = stereo_depth_ros.ros.mono_node:main",
+    "segmentation_node = stereo_depth_ros.ros.segmentation_node:main",
+    "mask_fusion_node = stereo_depth_ros.ros.segmentation_node:fusion_main",
     "stereo_depth_bringup = stereo_depth_ros.ros.bringup:main",
 ]
 
@@ -35,6 +38,7 @@ setup(
         "rosbags",
         "rosbags-image",
         "scikit-image",
+        "scipy",
         # The fast CPU path (3-4x eager PyTorch, docs/benchmarks.md): a plain install must get it.
         "onnx",
         "onnxruntime",

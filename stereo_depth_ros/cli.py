@@ -15,6 +15,8 @@ import sys
 COMMAND_MODULES = (
     "stereo_depth_ros.training.commands",
     "stereo_depth_ros.commands.evaluation",
+    "stereo_depth_ros.commands.mono",
+    "stereo_depth_ros.commands.segmentation",
     "stereo_depth_ros.ros.commands",
 )
 

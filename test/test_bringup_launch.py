@@ -278,12 +278,12 @@ def test_every_node_kind_remaps_exactly_its_inputs():
                                                                    "right_camera_info"}
     stereo = bringup_spec.NODE_KINDS["stereo_depth_node"]
     other = bringup_spec.NodeKind("threshold_node", "threshold_node", "m", "C",
-                                  (bringup_spec.RemapArgument("image", "image", "Image to threshold"),))
-    remaps = {"left_image": "/cam/left", "image": "/cam/mono"}
-    with pytest.raises(ValueError, match="unknown topic remap 'image'"):  # not an argument of any known kind
+                                  (bringup_spec.RemapArgument("gray_image", "gray_image", "Image to threshold"),))
+    remaps = {"left_image": "/cam/left", "gray_image": "/cam/mono"}
+    with pytest.raises(ValueError, match="unknown topic remap 'gray_image'"):  # not an argument of any known kind
         bringup_spec.resolve_remaps(remaps, stereo)
     kinds = {stereo.name: stereo, other.name: other}
-    assert [r.argument for r in bringup_spec.remap_arguments(kinds)][-1] == "image"
+    assert [r.argument for r in bringup_spec.remap_arguments(kinds)][-1] == "gray_image"
     clash = bringup_spec.NodeKind("x", "x", "m", "C", (bringup_spec.RemapArgument("left_image", "left", "Left"),))
     with pytest.raises(ValueError, match="left_image"):
         bringup_spec.remap_arguments({stereo.name: stereo, "x": clash})
@@ -291,8 +291,8 @@ def test_every_node_kind_remaps_exactly_its_inputs():
 
 def test_plan_errors(tmp_path):
     unknown = tmp_path / "unknown.yaml"
-    unknown.write_text("/**/stereo_depth_node:\n  ros__parameters: {}\n/**/mono_depth_node:\n  ros__parameters: {}\n")
-    with pytest.raises(ValueError, match="mono_depth_node.*known nodes"):
+    unknown.write_text("/**/stereo_depth_node:\n  ros__parameters: {}\n/**/optical_flow_node:\n  ros__parameters: {}\n")
+    with pytest.raises(ValueError, match="optical_flow_node.*known nodes"):
         bringup_spec.plan_nodes(unknown)
     bare = tmp_path / "bare.yaml"
     bare.write_text("stereo_depth_node:\n  ros__parameters:\n    method: sgbm\n")

@@ -12,8 +12,9 @@ Array names (the keys of ``outputs`` and ``ground_truth``) and their conventions
   too near) are all invalid here.
 - Planned: ``"mask"`` (H, W) integer class labels, ``"image"`` (H, W, 3) uint8 BGR.
 
-Registered now: ``"disparity-depth"`` (:class:`DisparityDepthScorer`). Planned: monocular depth (the depth part of
-this scorer, with scale alignment), mask IoU, super-resolution PSNR.
+Registered now: ``"disparity-depth"`` (:class:`DisparityDepthScorer`), ``"mono-depth"``
+(:class:`MonoDepthScorer`, the monodepth2 protocol) and ``"mask-iou"`` (:class:`MaskIoUScorer`, instrument masks).
+Planned: super-resolution PSNR.
 """
 
 from __future__ import annotations
@@ -208,3 +209,101 @@ def create_scorer(name: str, **options) -> Scorer:
 
 
 register_scorer(DisparityDepthScorer.name, DisparityDepthScorer)
+
+
+class MonoDepthScorer(Scorer):
+    """A monocular depth map against GT depth with the monodepth2 / AF-SfMLearner protocol
+    (:func:`stereo_depth_ros.evaluation.depth_metrics.depth_metrics`).
+
+    From ``outputs["depth"]`` (metres; NaN and +-inf invalid) against ``ground_truth["depth"]`` (or
+    ``camera.depth_from_disparity(ground_truth["disparity"])``): ``abs_rel``, ``sq_rel``, ``rmse_m``,
+    ``rmse_log``, ``delta1``, ``scale`` (median GT / median depth: 1 for a right unit) and ``density_pct``.
+
+    Args:
+        median_scaling: scale each frame's depth by its median ratio first (scale-free models); default False:
+            the node publishes metres, and that is what is scored.
+        min_depth_m, max_depth_m: the evaluated range (metres; None: each frame's largest GT depth).
+    """
+
+    name = "mono-depth"
+    output_kinds = ("depth",)
+    ground_truth_kinds = ("depth", "disparity")
+    metric_labels = {
+        "abs_rel": "AbsRel",
+        "sq_rel": "SqRel (m)",
+        "rmse_m": "RMSE (m)",
+        "rmse_log": "RMSE log",
+        "delta1": "delta < 1.25",
+        "scale": "median GT / median depth",
+        "density_pct": "depth density (% of GT pixels)",
+    }
+
+    def __init__(self, median_scaling: bool = False, min_depth_m: float = 1e-3,
+                 max_depth_m: float | None = None) -> None:
+        self.median_scaling = bool(median_scaling)
+        self.min_depth_m = min_depth_m
+        self.max_depth_m = max_depth_m
+
+    def score(self, outputs: Mapping[str, np.ndarray], ground_truth: Mapping[str, np.ndarray],
+              camera: StereoCameraModel | None) -> dict[str, float | None]:
+        """See the class doc.
+
+        Raises:
+            ValueError: without a ``depth`` output, without GT depth (or GT disparity and a camera), or for arrays
+                whose shapes differ.
+        """
+        from stereo_depth_ros.evaluation.depth_metrics import depth_metrics
+
+        if "depth" not in outputs:
+            raise ValueError(f"the {self.name} scorer needs the output 'depth' (m), got {sorted(outputs) or 'none'}")
+        gt_depth = ground_truth.get("depth")
+        if gt_depth is None:
+            if ground_truth.get("disparity") is None or camera is None:
+                raise ValueError(f"the {self.name} scorer needs ground-truth 'depth' (m), or 'disparity' (px) with "
+                                 f"the stereo camera model")
+            gt_depth = camera.depth_from_disparity(ground_truth["disparity"])
+        row = depth_metrics(_array(outputs["depth"], "output 'depth'"), _array(gt_depth, "ground-truth depth"),
+                            self.min_depth_m, self.max_depth_m, median_scaling=self.median_scaling)
+        return {key: row[key] for key in self.metric_labels}
+
+
+register_scorer(MonoDepthScorer.name, MonoDepthScorer)
+
+
+class MaskIoUScorer(Scorer):
+    """An instrument mask against a ground-truth mask (issue 13): per-frame binary IoU and Dice
+    (:func:`stereo_depth_ros.evaluation.segmentation_metrics.iou_dice`: instrument = class id > 0; a frame with an
+    empty truth and an empty prediction scores 1; ground-truth value 255 = no label, left out).
+
+    Arrays: ``outputs["mask"]`` and ``ground_truth["mask"]``, (H, W) integer class ids (0 background); a ground
+    truth of 0/255 (binary255 coding) is read as 0 background / 255 instrument when it holds no other value.
+    """
+
+    name = "mask-iou"
+    output_kinds = ("mask",)
+    ground_truth_kinds = ("mask",)
+    metric_labels = {"iou": "binary IoU", "dice": "binary Dice", "instrument_pct": "instrument pixels (% predicted)"}
+
+    def score(self, outputs: Mapping[str, np.ndarray], ground_truth: Mapping[str, np.ndarray],
+              camera: StereoCameraModel | None) -> dict[str, float | None]:
+        """See the class doc.
+
+        Raises:
+            ValueError: without a ``mask`` output or ground truth, or for shapes that differ.
+        """
+        from stereo_depth_ros.evaluation.segmentation_metrics import iou_dice
+
+        if "mask" not in outputs or "mask" not in ground_truth:
+            raise ValueError(f"the {self.name} scorer needs the output 'mask' and a ground-truth 'mask', got outputs "
+                             f"{sorted(outputs) or 'none'} and ground truth {sorted(ground_truth) or 'none'}")
+        prediction, truth = np.asarray(outputs["mask"]), np.asarray(ground_truth["mask"])
+        if prediction.shape != truth.shape:
+            raise ValueError(f"mask {prediction.shape} and ground-truth mask {truth.shape} differ in shape")
+        binary255 = set(np.unique(truth).tolist()) <= {0, 255}
+        instrument = truth == 255 if binary255 else (truth > 0) & (truth != 255)
+        valid = None if binary255 else truth != 255
+        iou, dice = iou_dice(prediction > 0, instrument, valid)
+        return {"iou": iou, "dice": dice, "instrument_pct": 100.0 * float(np.mean(prediction > 0))}
+
+
+register_scorer(MaskIoUScorer.name, MaskIoUScorer)

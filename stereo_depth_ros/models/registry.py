@@ -157,3 +157,91 @@ register_model(ModelSpec(
     description="OpenCV semi-global block matching, 3-way (classical baseline, one stage)",
     options=("max_disparity", "min_disparity", "block_size", "p1", "p2", "uniqueness_ratio", "speckle_window_size",
              "speckle_range", "disp12_max_diff", "pre_filter_cap", "mode")))
+
+
+def _build_dispnet_subpixel(**options) -> Estimator:
+    from stereo_depth_ros.models.mono_dispnet import create_estimator as create_dispnet
+
+    return create_dispnet(**options)
+
+
+register_model(ModelSpec(
+    name="dispnet-subpixel", family="monocular-depth", input_kind="image", output_kinds=("depth",),
+    build=_build_dispnet_subpixel, architecture="mono-dispnet-subpixel/v1",
+    default_weights=WEIGHTS_DIR / "dispnet_subpixel.safetensors",
+    description="self-supervised sub-pixel DispNet (paper 004): metric depth on the rig it was trained on "
+                "(BDIS synthetic), optional flip post-processing",
+    options=("weights", "post_process", "backend", "device", "input_size", "half", "cache_dir")))
+
+
+
+# Monocular depth, supervised on stereo pseudo ground truth (issue 11): the light U-Net and its original U-Net
+# baseline (paper 001), the refinement CNNs C, SC, SCRX, SCRXU, SCRDU (paper 002). Relative depth (metric=False).
+MONO_SUPERVISED_OPTIONS = ("weights", "backend", "device", "working_width", "input_size", "cache_dir")
+
+
+def _build_mono_unet(original: bool):
+    def build(**options) -> Estimator:
+        from stereo_depth_ros.models import mono_unet
+        from stereo_depth_ros.models.mono_estimator import build_supervised_estimator
+
+        if original:
+            return build_supervised_estimator("unet-original", mono_unet.ORIGINAL_ARCHITECTURE,
+                                              mono_unet.build_original_unet, mono_unet.SIZE_MULTIPLE, None,
+                                              untrained_config={"width": 64}, **options)
+        return build_supervised_estimator("unet", mono_unet.LIGHT_ARCHITECTURE, mono_unet.build_light_unet,
+                                          mono_unet.SIZE_MULTIPLE, model_spec("unet").default_weights, **options)
+    return build
+
+
+def _build_refinement_cnn(variant: str):
+    def build(**options) -> Estimator:
+        from stereo_depth_ros.models import refinement_cnn
+        from stereo_depth_ros.models.mono_estimator import build_supervised_estimator
+
+        return build_supervised_estimator(variant, refinement_cnn.ARCHITECTURE, refinement_cnn.build_refinement_cnn,
+                                          refinement_cnn.SIZE_MULTIPLE, model_spec(variant).default_weights,
+                                          **options)
+    return build
+
+
+register_model(ModelSpec(
+    name="unet", family="monocular-depth", input_kind="image", output_kinds=("depth",),
+    build=_build_mono_unet(False), architecture="mono-light-unet/v1",
+    default_weights=WEIGHTS_DIR / "mono_unet.safetensors",
+    description="light U-Net, 1.22M parameters (paper 001), relative depth",
+    options=MONO_SUPERVISED_OPTIONS))
+register_model(ModelSpec(
+    name="unet-original", family="monocular-depth", input_kind="image", output_kinds=("depth",),
+    build=_build_mono_unet(True), architecture="mono-original-unet/v1",
+    description="original U-Net, 17.26M parameters (paper 001's baseline; untrained unless weights are given)",
+    options=MONO_SUPERVISED_OPTIONS))
+for _variant in ("c", "sc", "scrx", "scrxu", "scrdu"):
+    register_model(ModelSpec(
+        name=_variant, family="monocular-depth", input_kind="image", output_kinds=("depth",),
+        build=_build_refinement_cnn(_variant), architecture="mono-refinement-cnn/v1",
+        default_weights=WEIGHTS_DIR / f"refinement_{_variant}.safetensors",
+        description=f"single-stage refinement CNN {_variant.upper()} (paper 002), relative depth",
+        options=MONO_SUPERVISED_OPTIONS))
+
+
+def _build_segmentation(task: str):
+    def build(**options) -> Estimator:
+        from stereo_depth_ros.models.segmentation import SegmentationEstimator
+
+        name = {"binary": "spp-linknet", "parts": "spp-linknet-parts", "type": "spp-linknet-type"}[task]
+        return SegmentationEstimator(task=task, name=name, **options)
+
+    return build
+
+
+for _task, _name, _text in (
+        ("binary", "spp-linknet", "binary instrument vs background"),
+        ("parts", "spp-linknet-parts", "instrument parts: background, shaft, wrist, claspers"),
+        ("type", "spp-linknet-type", "instrument types: background + 7 EndoVis 2018 classes")):
+    register_model(ModelSpec(
+        name=_name, family="segmentation", input_kind="image", output_kinds=("mask",),
+        build=_build_segmentation(_task), architecture="spp-linknet-34/v1",
+        default_weights=WEIGHTS_DIR / "spp_linknet_binary.safetensors",
+        description=f"SPP-LinkNet-34 instrument segmentation, {_text} (scaled ResNet-18 encoder, from scratch)",
+        options=("weights", "working_height", "threshold", "backend", "device", "cache_dir")))

@@ -66,6 +66,9 @@ class NodeKind:
     module: str
     class_name: str
     remaps: tuple[RemapArgument, ...] = ()
+    #: ``(relative topic, target)`` remappings applied after the remap arguments' (an argument for the same
+    #: topic wins): how the kind's generic topic names fit the bringup namespace beside the other nodes.
+    default_remappings: tuple[tuple[str, str], ...] = ()
 
 
 #: The stereo node's inputs.
@@ -78,10 +81,43 @@ STEREO_REMAPS = (
                   "Right camera_info topic (sensor_msgs/CameraInfo, P[3] = -fx * baseline)"),
 )
 
+#: The monocular depth node's synchronised inputs (its generic names ``image``, ``camera_info``).
+MONO_REMAPS = (
+    RemapArgument("mono_image", "image", "Image topic of the monocular depth node (sensor_msgs/Image); default in "
+                                         "bringup: the stereo pair's left/image_rect"),
+    RemapArgument("mono_camera_info", "camera_info", "camera_info of that image (sensor_msgs/CameraInfo); default "
+                                                     "in bringup: left/camera_info"),
+)
+#: In the stereo namespace the monocular node reads the left view and the stereo node's depth and publishes under
+#: mono/ (so its depth does not collide with the stereo node's); depth_filled stays beside the stereo outputs. Its
+#: unsynchronised input ``stereo_depth`` (the depth it aligns to and fuses with) reads the stereo node's ``depth``.
+MONO_DEFAULT_REMAPPINGS = (("image", "left/image_rect"), ("camera_info", "left/camera_info"),
+                           ("stereo_depth", "depth"), ("depth", "mono/depth"), ("points2", "mono/points2"))
+
+#: The segmentation node's input (its generic name ``image``); in bringup it segments the left view, so that its
+#: mask lines up with the stereo node's organised cloud (mask_fusion_node).
+SEGMENTATION_REMAPS = (
+    RemapArgument("segmentation_image", "image", "Image topic of the segmentation node (sensor_msgs/Image); default "
+                                                 "in bringup: the stereo pair's left/image_rect"),
+)
+SEGMENTATION_DEFAULT_REMAPPINGS = (("image", "left/image_rect"),)
+#: The fusion node's inputs: the stereo node's points2 and the segmentation node's mask (same namespace).
+FUSION_REMAPS = (
+    RemapArgument("fusion_points", "points2", "Organised point cloud of the left view (sensor_msgs/PointCloud2) "
+                                              "that mask_fusion_node splits"),
+    RemapArgument("fusion_mask", "mask", "Instrument mask of the left view (mono8 class ids) for mask_fusion_node"),
+)
+
 #: Node name (as written in a parameters file) -> how to start it.
 NODE_KINDS: dict[str, NodeKind] = {
     "stereo_depth_node": NodeKind("stereo_depth_node", "stereo_depth_node", "stereo_depth_ros.ros.stereo_node",
                                   "StereoDepthNode", STEREO_REMAPS),
+    "mono_depth_node": NodeKind("mono_depth_node", "mono_depth_node", "stereo_depth_ros.ros.mono_node",
+                                "MonoDepthNode", MONO_REMAPS, MONO_DEFAULT_REMAPPINGS),
+    "segmentation_node": NodeKind("segmentation_node", "segmentation_node", "stereo_depth_ros.ros.segmentation_node",
+                                  "SegmentationNode", SEGMENTATION_REMAPS, SEGMENTATION_DEFAULT_REMAPPINGS),
+    "mask_fusion_node": NodeKind("mask_fusion_node", "mask_fusion_node", "stereo_depth_ros.ros.segmentation_node",
+                                 "MaskFusionNode", FUSION_REMAPS),
 }
 DEFAULT_NODES = ("stereo_depth_node",)
 
@@ -297,8 +333,15 @@ def plan_nodes(params_file: str | Path | None = None, namespace: str = DEFAULT_N
     resolve_remaps(remaps or {})  # unknown names are an error even when no started node takes them
     overrides = {} if use_sim_time is None else {"use_sim_time": bool(use_sim_time)}
     return [NodePlan(name=name, kind=NODE_KINDS[name], namespace=namespace, params_file=path.resolve(),
-                     parameter_overrides=dict(overrides), remappings=resolve_remaps(remaps or {}, NODE_KINDS[name]))
+                     parameter_overrides=dict(overrides), remappings=_with_defaults(
+                         resolve_remaps(remaps or {}, NODE_KINDS[name]), NODE_KINDS[name]))
             for name in names]
+
+
+def _with_defaults(remappings: tuple[tuple[str, str], ...], kind: NodeKind) -> tuple[tuple[str, str], ...]:
+    """The remap arguments' remappings, then the kind's default remappings of the topics they leave alone."""
+    given = {source for source, _ in remappings}
+    return remappings + tuple(pair for pair in kind.default_remappings if pair[0] not in given)
 
 
 def file_parameters(plan: NodePlan) -> dict:

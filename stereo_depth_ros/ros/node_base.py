@@ -41,7 +41,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -585,3 +587,35 @@ class PerceptionNode(Node):
             subscription.destroy()
         self._input_subscriptions = {}
         super().destroy_node()
+
+
+def run_node(node_class: type, name: str, args: list[str] | None = None) -> int:
+    """Run one node of ``node_class`` (constructed with no arguments) until Ctrl-C: every node's console entry point.
+
+    Args:
+        node_class: a :class:`PerceptionNode` subclass.
+        name: the node's default name, for the log line when it fails to start.
+        args: command-line arguments for ``rclpy.init`` (``--ros-args`` remaps, parameters files).
+
+    Returns:
+        0 after a clean shutdown, 1 when the node fails to start (the reason, e.g. a weights file and what is wrong
+        with it, is logged as fatal).
+    """
+    rclpy.init(args=args)
+    try:
+        node = node_class()
+    except Exception as error:
+        rclpy.logging.get_logger(name).fatal(f"failed to start: {type(error).__name__}: {error}")
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -193,6 +193,47 @@ def frame_spec(node_kind: str) -> FrameSpec:
 
 register_frame_spec(STEREO_FRAME_SPEC)
 
+#: The monocular depth node as bringup starts it in the stereo namespace (bringup_spec.MONO_DEFAULT_REMAPPINGS):
+#: left image and camera_info in, mono/depth out, scored against the bag's GT depth. Replay it alone (a params file
+#: naming only mono_depth_node) with a metric model or a ``depth_scale``: alignment needs the stereo node.
+MONO_FRAME_SPEC = FrameSpec(
+    node_kind="mono_depth_node",
+    inputs={"left/image_rect": IMAGE_TYPE, "left/camera_info": CAMERA_INFO_TYPE},
+    frame_topics=("left/image_rect",),
+    outputs={"mono/depth": IMAGE_TYPE},
+    ground_truth={"gt/depth": IMAGE_TYPE},
+    decoders={"mono/depth": ("depth", decode_depth_image), "gt/depth": ("depth", decode_depth_image)},
+    scorers=("mono-depth",),
+    sheet_outputs=("mono/depth",),
+)
+register_frame_spec(MONO_FRAME_SPEC)
+
+
+def decode_mask_image(msg, camera: StereoCameraModel | None) -> np.ndarray:
+    """Class ids (H, W) uint8 of a rosbags ``mono8`` ``sensor_msgs/Image`` (a segmentation mask).
+
+    Raises:
+        ValueError: for another encoding.
+    """
+    if msg.encoding not in ("mono8", "8UC1"):
+        raise ValueError(f"a mask image must have encoding mono8 (class ids), got {msg.encoding!r}")
+    return bag_io.image_to_array(msg).astype(np.uint8)
+
+
+#: The segmentation node as bringup starts it in the stereo namespace (it segments left/image_rect): mask out,
+#: scored against the bag's gt/mask (mono8 class ids or 0/255) by the mask-iou scorer.
+SEGMENTATION_FRAME_SPEC = FrameSpec(
+    node_kind="segmentation_node",
+    inputs={"left/image_rect": IMAGE_TYPE},
+    frame_topics=("left/image_rect",),
+    outputs={"mask": IMAGE_TYPE},
+    ground_truth={"gt/mask": IMAGE_TYPE},
+    decoders={"mask": ("mask", decode_mask_image), "gt/mask": ("mask", decode_mask_image)},
+    scorers=("mask-iou",),
+    sheet_outputs=("mask",),
+)
+register_frame_spec(SEGMENTATION_FRAME_SPEC)
+
 
 def _absolute(namespace: str, topic: str) -> str:
     return f"{namespace.rstrip('/')}/{topic}"

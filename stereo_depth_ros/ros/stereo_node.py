@@ -17,8 +17,6 @@ import sys
 from typing import Any
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
@@ -30,7 +28,7 @@ from stereo_depth_ros.models.estimator import MAX_INPUT_SCALE
 from stereo_depth_ros.models.registry import create_estimator
 from stereo_depth_ros.ros import conversions
 from stereo_depth_ros.ros.conversions import InputError
-from stereo_depth_ros.ros.node_base import COMMON_PARAMETERS, PerceptionNode, SkipSet
+from stereo_depth_ros.ros.node_base import COMMON_PARAMETERS, PerceptionNode, SkipSet, run_node
 from stereo_depth_ros.ros.parameters import ParameterSpec, parameter_table
 
 DEFAULT_NODE_NAME = "stereo_depth_node"
@@ -331,24 +329,7 @@ def main(args: list[str] | None = None) -> int:
         0 after a clean shutdown, 1 when the node fails to start (the reason, e.g. the weights file and what is
         wrong with it, is logged).
     """
-    rclpy.init(args=args)
-    try:
-        node = StereoDepthNode()
-    except Exception as error:
-        rclpy.logging.get_logger(DEFAULT_NODE_NAME).fatal(f"failed to start: {type(error).__name__}: {error}")
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(StereoDepthNode, DEFAULT_NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     average.add_argument("weights", nargs="+", metavar="WEIGHTS", help="safetensors files to average")
     average.add_argument("--out", required=True, metavar="PATH.safetensors", help="output weights")
     average.set_defaults(run=_run_average)
+    add_mono_command(sub)
+    add_segmentation_command(sub)
 
 
 def _run_average(args: argparse.Namespace) -> int:
@@ -95,4 +97,158 @@ def _run(args: argparse.Namespace) -> int:
     card = train_stereo(options)
     print(json.dumps({"weights": args.out, "wall_time_s": card["wall_time_s"], "final_losses": card["final_losses"]},
                      indent=2))
+    return 0
+
+
+def add_segmentation_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``train-seg`` (SPP-LinkNet-34 instrument segmentation, issue 13)."""
+    parser = sub.add_parser("train-seg", help="train SPP-LinkNet-34 instrument segmentation (binary, parts, type)",
+                            description="Supervised training of SPP-LinkNet-34 on instrument-segmentation sets "
+                                        "(layouts and codings: stereo_depth_ros/data/segmentation_sets.py); the "
+                                        "weights of the best validation step are written to --out.")
+    parser.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                        help="training set folders (Endoscapes: its train split); a folder given twice is drawn "
+                             "twice as often")
+    parser.add_argument("--validation", nargs="*", default=[], metavar="DIR",
+                        help="validation set folders (Endoscapes: its val split)")
+    parser.add_argument("--validation-groups", nargs="*", default=[], metavar="SET/GROUP",
+                        help="sequences held out of --data for validation, e.g. endovis2015_robotic/test4")
+    parser.add_argument("--out", required=True, metavar="PATH.safetensors", help="output weights")
+    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
+    parser.add_argument("--crop", type=int, nargs=2, default=(256, 320), metavar=("H", "W"),
+                        help="random crop in pixels, multiples of 32 (default 256 320)")
+    parser.add_argument("--working-height", type=int, default=256,
+                        help="image height in pixels before cropping (x 0.8..1.25 at random; default 256)")
+    parser.add_argument("--base-width", type=int, default=16, help="first encoder width (ResNet-18: 64; default 16)")
+    parser.add_argument("--tasks", nargs="+", default=["binary", "parts", "type"],
+                        choices=("binary", "parts", "type"), help="heads to build and train")
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3, cosine decay)")
+    parser.add_argument("--jaccard-weight", type=float, default=1.0, help="weight of -log soft Jaccard (default 1)")
+    parser.add_argument("--parts-weight", type=float, default=0.5, help="weight of the parts loss (default 0.5)")
+    parser.add_argument("--type-weight", type=float, default=0.5, help="weight of the type loss (default 0.5)")
+    parser.add_argument("--paste-backgrounds", nargs="*", default=[], metavar="DIR",
+                        help="tissue-only image folders for copy-paste augmentation")
+    parser.add_argument("--paste-probability", type=float, default=0.3, help="copy-paste probability (default 0.3)")
+    parser.add_argument("--paste-exclude", metavar="LIST", help="pair list of background frames never used")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints and validation")
+    parser.add_argument("--stop-at", type=int, metavar="STEP", help="stop after this step; --resume continues")
+    parser.add_argument("--resume", metavar="CKPT", help="resume from <out stem>.ckpt.safetensors")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = PyTorch default)")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_segmentation)
+
+
+def _run_segmentation(args: argparse.Namespace) -> int:
+    from stereo_depth_ros.training.segmentation_trainer import TrainSegmentationOptions, train_segmentation
+
+    options = TrainSegmentationOptions(
+        data=args.data, out=args.out, validation=args.validation, validation_groups=args.validation_groups,
+        steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop), working_height=args.working_height,
+        lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every, stop_at=args.stop_at,
+        resume=args.resume, base_width=args.base_width, tasks=tuple(args.tasks), jaccard_weight=args.jaccard_weight,
+        parts_weight=args.parts_weight, type_weight=args.type_weight, paste_backgrounds=args.paste_backgrounds,
+        paste_probability=args.paste_probability, paste_exclude=args.paste_exclude, threads=args.threads,
+        workers=args.workers, device=args.device, progress=not args.no_progress)
+    card = train_segmentation(options)
+    print(json.dumps({"weights": args.out, "wall_time_s": card["wall_time_s"], "selected_step": card["selected_step"],
+                      "selected_validation": card["selected_validation"]}, indent=2))
+    return 0
+
+
+MONO_MODELS = ("unet", "unet-original", "c", "sc", "scrx", "scrxu", "scrdu", "dispnet-subpixel")
+
+
+def add_mono_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``train-mono`` (monocular depth networks, issue 11)."""
+    parser = sub.add_parser("train-mono", help="train a monocular depth network (U-Nets, refinement CNNs, DispNet)",
+                            description="Supervised training of the light U-Net, the original U-Net and the "
+                                        "refinement CNNs on pseudo ground truth from stereo matching (built once "
+                                        "from the real pairs and cached; stereo_depth_ros/training/"
+                                        "mono_supervised.py), or self-supervised training of the sub-pixel "
+                                        "DispNet (dispnet-subpixel, stereo_depth_ros/training/"
+                                        "mono_self_supervised.py).")
+    parser.add_argument("--model", required=True, choices=MONO_MODELS, help="the network to train")
+    parser.add_argument("--out", required=True, metavar="PATH.safetensors", help="output weights")
+    parser.add_argument("--data", nargs="+", metavar="DIR",
+                        help="supervised models: folders of <name>.png + <name>.depth.npy (default: the pseudo "
+                             "ground truth built from --data-root into --cache); dispnet-subpixel: stereo pair "
+                             "folders")
+    parser.add_argument("--validation", nargs="+", metavar="DIR",
+                        help="validation folders (default with the pseudo ground truth: its validation split)")
+    parser.add_argument("--data-root", default="../shared/data/endoscopic_stereo", metavar="DIR",
+                        help="the endoscopic_stereo folder the pseudo ground truth is built from")
+    parser.add_argument("--cache", default="runs/mono_pseudo_gt", metavar="DIR",
+                        help="pseudo ground-truth cache folder (default runs/mono_pseudo_gt)")
+    parser.add_argument("--exclude", default="config/splits/bdis_invivo_test.txt", metavar="LIST",
+                        help="held-out pairs never trained on (default config/splits/bdis_invivo_test.txt)")
+    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
+    parser.add_argument("--crop", type=int, nargs=2, default=(128, 160), metavar=("H", "W"),
+                        help="random crop in pixels (default 128 160)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate, cosine decay (default 1e-3; dispnet-subpixel: "
+                                                 "its trainer's default)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints and validation")
+    parser.add_argument("--stop-at", type=int, metavar="STEP", help="stop after this step; --resume continues")
+    parser.add_argument("--resume", metavar="CKPT", help="resume from <out stem>.ckpt.safetensors")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = PyTorch default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rig = parser.add_argument_group("dispnet-subpixel only: fine-tuning for another rig (metric depth needs the "
+                                    "rig's calibration; see docs/mono_dispnet.md)")
+    rig.add_argument("--init", metavar="WEIGHTS", help="weights to start from (e.g. the packaged DispNet)")
+    rig.add_argument("--focal-length-px", type=float, help="the rig's focal length in pixels at --image-width-px")
+    rig.add_argument("--image-width-px", type=int, help="the image width the focal length refers to, pixels")
+    rig.add_argument("--baseline-m", type=float, help="the rig's baseline in metres")
+    rig.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                     help="network input size, multiples of 32 (default 192 256)")
+    parser.set_defaults(run=_run_mono)
+
+
+def _run_mono(args: argparse.Namespace) -> int:
+    if args.steps <= 0 or args.batch_size <= 0:
+        raise ValueError("--steps and --batch-size must be positive")
+    if args.model == "dispnet-subpixel":
+        try:
+            from stereo_depth_ros.training.mono_self_supervised import train_dispnet
+        except ImportError as error:
+            raise RuntimeError(f"train-mono --model dispnet-subpixel needs "
+                               f"stereo_depth_ros.training.mono_self_supervised.train_dispnet, which is not "
+                               f"available: {error}") from error
+        from stereo_depth_ros.training.mono_self_supervised import TrainDispNetOptions
+
+        shared = {"out": args.out, "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                  "resume": args.resume, "checkpoint_every": args.checkpoint_every, "stop_at": args.stop_at,
+                  "device": args.device, "threads": args.threads, "progress": not args.no_progress,
+                  "exclude": args.exclude}
+        if args.data:
+            shared["data"] = list(args.data)
+        if args.lr is not None:
+            shared["lr"] = args.lr
+        rig = {"init": args.init, "focal_length_px": args.focal_length_px, "image_width_px": args.image_width_px,
+               "baseline_m": args.baseline_m, "input_size": None if args.input_size is None else tuple(args.input_size)}
+        shared.update({key: value for key, value in rig.items() if value is not None})
+        card = train_dispnet(TrainDispNetOptions(**shared))
+    else:
+        given = [flag for flag, value in (("--init", args.init), ("--focal-length-px", args.focal_length_px),
+                                          ("--image-width-px", args.image_width_px),
+                                          ("--baseline-m", args.baseline_m), ("--input-size", args.input_size))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --model dispnet-subpixel only, not to {args.model}")
+        from stereo_depth_ros.training.mono_supervised import TrainMonoOptions, train_mono
+
+        card = train_mono(TrainMonoOptions(
+            model=args.model, out=args.out, data=args.data, validation=args.validation, data_root=args.data_root,
+            exclude=args.exclude, cache=args.cache, steps=args.steps, batch_size=args.batch_size,
+            crop=tuple(args.crop), lr=1e-3 if args.lr is None else args.lr, seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
+            stop_at=args.stop_at, resume=args.resume, device=args.device, threads=args.threads,
+            progress=not args.no_progress))
+    print(json.dumps({"weights": args.out, "wall_time_s": card.get("wall_time_s"),
+                      "final_losses": card.get("final_losses"), "validation": card.get("validation")}, indent=2))
     return 0
