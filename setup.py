@@ -11,6 +11,7 @@ NODES = [
     "mono_depth_node = stereo_depth_ros.ros.mono_node:main",
     "segmentation_node = stereo_depth_ros.ros.segmentation_node:main",
     "mask_fusion_node = stereo_depth_ros.ros.segmentation_node:fusion_main",
+    "super_resolution_node = stereo_depth_ros.ros.sr_node:main",
     "stereo_depth_bringup = stereo_depth_ros.ros.bringup:main",
 ]
 

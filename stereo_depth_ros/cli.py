@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "stereo_depth_ros.commands.evaluation",
     "stereo_depth_ros.commands.mono",
     "stereo_depth_ros.commands.segmentation",
+    "stereo_depth_ros.commands.sr",
     "stereo_depth_ros.ros.commands",
 )
 

@@ -8,7 +8,7 @@ Registered here: ``"coarse-to-fine"`` (the package's stereo network, stereo pair
 ``"sgbm"`` (OpenCV's semi-global block matching, the classical baseline: one stage, no weights).
 
 Example:
-    >>> model_names("stereo-pair")
+    >>> [name for name in model_names("stereo-pair") if model_spec(name).family == "stereo"]
     ['coarse-to-fine', 'sgbm']
     >>> create_estimator("sgbm", max_disparity=64).disparity_range()
     (0.0, 63.0)
@@ -245,3 +245,27 @@ for _task, _name, _text in (
         default_weights=WEIGHTS_DIR / "spp_linknet_binary.safetensors",
         description=f"SPP-LinkNet-34 instrument segmentation, {_text} (scaled ResNet-18 encoder, from scratch)",
         options=("weights", "working_height", "threshold", "backend", "device", "cache_dir")))
+
+
+# Stereo super-resolution with parallax attention (issue 12, paper 003 section II-A) and its single-image baseline.
+def _build_super_resolution(name: str, scale: int, stereo: bool):
+    def build(**options) -> Estimator:
+        from stereo_depth_ros.models.stereo_sr import create_estimator as create_sr
+
+        return create_sr(name, scale, stereo, **options)
+    return build
+
+
+for _scale in (2, 4):
+    register_model(ModelSpec(
+        name=f"stereo-sr-x{_scale}", family="super-resolution", input_kind="stereo-pair",
+        output_kinds=("image-pair",), build=_build_super_resolution(f"stereo-sr-x{_scale}", _scale, True),
+        architecture="stereo-sr-parallax-attention/v1", default_weights=WEIGHTS_DIR / f"stereo_sr_x{_scale}.safetensors",
+        description=f"stereo super-resolution x{_scale} with bidirectional parallax attention (paper 003, scaled down)",
+        options=("weights", "backend", "device", "cache_dir")))
+    register_model(ModelSpec(
+        name=f"single-image-sr-x{_scale}", family="super-resolution", input_kind="stereo-pair",
+        output_kinds=("image-pair",), build=_build_super_resolution(f"single-image-sr-x{_scale}", _scale, False),
+        architecture="single-image-sr/v1", default_weights=WEIGHTS_DIR / f"single_image_sr_x{_scale}.safetensors",
+        description=f"single-image super-resolution x{_scale} (same extractor, no cross-view module; baseline)",
+        options=("weights", "backend", "device", "cache_dir")))

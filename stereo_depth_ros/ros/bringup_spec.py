@@ -108,6 +108,17 @@ FUSION_REMAPS = (
     RemapArgument("fusion_mask", "mask", "Instrument mask of the left view (mono8 class ids) for mask_fusion_node"),
 )
 
+#: The super-resolution node's inputs (issue 12): the low-resolution rectified pair. Its outputs are
+#: super_resolved/{left,right}/{image_rect,camera_info}; the stereo node runs on them when its own remap arguments
+#: point there (left_image:=super_resolved/left/image_rect, ..., docs/ros_interface.md).
+SR_REMAPS = (
+    RemapArgument("sr_left_image", "left/image_rect", "Low-resolution rectified left image of super_resolution_node"),
+    RemapArgument("sr_right_image", "right/image_rect", "Low-resolution rectified right image of "
+                                                        "super_resolution_node"),
+    RemapArgument("sr_left_camera_info", "left/camera_info", "camera_info of the low-resolution left image"),
+    RemapArgument("sr_right_camera_info", "right/camera_info", "camera_info of the low-resolution right image"),
+)
+
 #: Node name (as written in a parameters file) -> how to start it.
 NODE_KINDS: dict[str, NodeKind] = {
     "stereo_depth_node": NodeKind("stereo_depth_node", "stereo_depth_node", "stereo_depth_ros.ros.stereo_node",
@@ -118,6 +129,8 @@ NODE_KINDS: dict[str, NodeKind] = {
                                   "SegmentationNode", SEGMENTATION_REMAPS, SEGMENTATION_DEFAULT_REMAPPINGS),
     "mask_fusion_node": NodeKind("mask_fusion_node", "mask_fusion_node", "stereo_depth_ros.ros.segmentation_node",
                                  "MaskFusionNode", FUSION_REMAPS),
+    "super_resolution_node": NodeKind("super_resolution_node", "super_resolution_node",
+                                      "stereo_depth_ros.ros.sr_node", "SuperResolutionNode", SR_REMAPS),
 }
 DEFAULT_NODES = ("stereo_depth_node",)
 

@@ -60,6 +60,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     average.set_defaults(run=_run_average)
     add_mono_command(sub)
     add_segmentation_command(sub)
+    add_super_resolution_command(sub)
 
 
 def _run_average(args: argparse.Namespace) -> int:
@@ -251,4 +252,52 @@ def _run_mono(args: argparse.Namespace) -> int:
             progress=not args.no_progress))
     print(json.dumps({"weights": args.out, "wall_time_s": card.get("wall_time_s"),
                       "final_losses": card.get("final_losses"), "validation": card.get("validation")}, indent=2))
+    return 0
+
+
+def add_super_resolution_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``train-sr`` (stereo super-resolution with parallax attention, or its single-image baseline)."""
+    from stereo_depth_ros.training.sr_trainer import DEFAULT_DATA_ROOT, DEFAULT_SETS, HELD_OUT_LIST
+
+    parser = sub.add_parser("train-sr", help="train stereo super-resolution (parallax attention) or its "
+                                             "single-image baseline",
+                            description="Train on HR crops of real rectified pairs and their bicubic LR versions "
+                                        "(docs/super_resolution.md).")
+    parser.add_argument("--scale", type=int, required=True, choices=(2, 4), help="upscaling factor")
+    parser.add_argument("--model", default="stereo", choices=("stereo", "single"),
+                        help="stereo (parallax attention) or single (the single-image baseline)")
+    parser.add_argument("--out", required=True, metavar="PATH.safetensors", help="output weights")
+    parser.add_argument("--data", nargs="+", metavar="DIR",
+                        default=[str(DEFAULT_DATA_ROOT / s) for s in DEFAULT_SETS],
+                        help="folders of rectified pairs (default: BDIS in-vivo 6, 20, 21 and Hamlyn)")
+    parser.add_argument("--exclude", default=str(HELD_OUT_LIST), metavar="LIST",
+                        help="held-out pairs never trained on (default config/splits/bdis_invivo_test.txt)")
+    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps (default 1000)")
+    parser.add_argument("--batch-size", type=int, default=4, help="pairs per step (default 4)")
+    parser.add_argument("--patch", type=int, nargs=2, default=(32, 64), metavar=("H", "W"),
+                        help="LR patch in pixels (default 32 64; the HR crop is scale times larger)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4, constant)")
+    parser.add_argument("--attention-weight", type=float, default=0.1,
+                        help="weight of the photometric, cycle and smoothness terms (default 0.1)")
+    parser.add_argument("--channels", type=int, default=32, help="feature channels (default 32)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--stop-at", type=int, metavar="STEP", help="stop after this step with a checkpoint")
+    parser.add_argument("--resume", metavar="CKPT", help="resume from <out>.ckpt.safetensors")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = PyTorch default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_super_resolution)
+
+
+def _run_super_resolution(args: argparse.Namespace) -> int:
+    from stereo_depth_ros.training.sr_trainer import TrainSuperResolutionOptions, train_super_resolution
+
+    card = train_super_resolution(TrainSuperResolutionOptions(
+        scale=args.scale, out=args.out, model=args.model, data=list(args.data), exclude=args.exclude or None,
+        steps=args.steps, batch_size=args.batch_size, patch=tuple(args.patch), lr=args.lr,
+        attention_weight=args.attention_weight, channels=args.channels, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, stop_at=args.stop_at, resume=args.resume, threads=args.threads,
+        progress=not args.no_progress))
+    print(json.dumps({"weights": args.out, "steps": card.get("steps"), "wall_time_s": card.get("wall_time_s"),
+                      "final_losses": card.get("final_losses")}, indent=2))
     return 0

@@ -1,0 +1,285 @@
+"""Stereo super-resolution (issue 12): network shapes, the parallax attention on a known shift, PSNR/SSIM on hand
+examples, a short training run, ``eval-sr --json`` and the node through rclpy."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import math
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from stereo_depth_ros.evaluation.sr_metrics import pair_metrics, psnr, ssim
+from stereo_depth_ros.models.registry import create_estimator, model_spec
+from stereo_depth_ros.models.stereo_sr import (bicubic_downscale, bicubic_upscale, build_network,
+                                               parallax_attention, valid_mask, warp_with_attention)
+from stereo_depth_ros.models.weights import save_weights
+
+
+def textured_pair(height: int, width: int, shift: int, seed: int = 0, blocks: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A random texture (BGR uint8; smooth, or with ``blocks`` piecewise constant 4x4-pixel blocks with sharp
+    edges) as the left view and the right view with disparity ``shift`` (right pixel x shows left pixel x +
+    shift)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (height // 4 + 2, (width + shift) // 4 + 2, 3)).astype(np.uint8)
+    interpolation = cv2.INTER_NEAREST if blocks else cv2.INTER_CUBIC
+    scene = cv2.resize(small, (small.shape[1] * 4, small.shape[0] * 4), interpolation=interpolation)
+    return np.ascontiguousarray(scene[:height, :width]), np.ascontiguousarray(scene[:height, shift:shift + width])
+
+
+# Network ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("stereo", [True, False])
+def test_both_views_come_out_scaled_for_odd_sizes(scale, stereo):
+    network = build_network({"scale": scale, "stereo": stereo, "channels": 8, "growth": 4}).eval()
+    left, right = torch.rand(2, 3, 13, 21), torch.rand(2, 3, 13, 21)
+    with torch.no_grad():
+        sr_left, sr_right = network(left, right)
+    assert sr_left.shape == sr_right.shape == (2, 3, 13 * scale, 21 * scale)
+    # Untrained, the last convolution is zero: the output is the bicubic upscale of each view (views not swapped).
+    expected = torch.nn.functional.interpolate(left, scale_factor=scale, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(sr_left, expected)
+    assert not torch.allclose(sr_left, sr_right)
+
+
+def test_stereo_network_is_bigger_only_by_the_cross_view_module():
+    stereo = build_network({"scale": 2, "stereo": True})
+    single = build_network({"scale": 2, "stereo": False})
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(stereo) - count(single) == count(stereo.bipam) > 0
+    assert single.bipam is None
+
+
+def test_parallax_attention_peaks_at_the_shift_and_masks_the_occluded_band():
+    torch.manual_seed(0)
+    shift, width, rows = 5, 24, 8
+    scene = torch.randn(1, 64, rows, width + shift)
+    # Disparity ``shift``: left pixel i shows scene column i, right pixel j shows scene column j + shift, so left
+    # pixel i matches right pixel i - shift; the band i < shift of the left view has no match (occluded).
+    left, right = scene[..., :width], scene[..., shift:]
+    right_to_left, left_to_right = parallax_attention(left, right)
+    peaks = right_to_left.argmax(-1)[0]  # (H, W): the right pixel each left pixel attends to most
+    columns = torch.arange(width)
+    matched = columns >= shift
+    assert torch.equal(peaks[:, matched], (columns - shift)[matched].expand(rows, -1))
+    assert right_to_left[0][:, matched].amax(-1).min() > 0.9  # the mass is at the shift
+    valid_left = valid_mask(right_to_left, left_to_right)[0, 0]
+    assert valid_left[:, matched].min() > 0.9  # the cycle left -> right -> left returns
+    # Occluded pixels: their attention lands on a right pixel whose own attention goes back elsewhere (a few
+    # unmatched pixels of both views may pick each other by chance).
+    assert valid_left[:, ~matched].mean() < 0.5
+    # Warping the right view's features with the attention reproduces the left view where matched.
+    warped = warp_with_attention(right_to_left, right)
+    torch.testing.assert_close(warped[..., matched], left[..., matched], atol=1e-3, rtol=1e-3)
+
+
+# Metrics ------------------------------------------------------------------------------------------------------
+
+def test_psnr_and_ssim_on_hand_examples():
+    image = np.random.default_rng(1).integers(0, 256, (16, 20, 3)).astype(np.uint8)
+    assert psnr(image, image) == math.inf and ssim(image, image) == pytest.approx(1.0)
+    zeros, grey = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 51, np.uint8)
+    assert psnr(zeros, grey) == pytest.approx(10 * math.log10(1 / 0.2 ** 2))  # MSE 0.04 on [0, 1]
+    half = np.zeros((8, 8, 3), np.float32)
+    half[:4] = 0.1  # MSE 0.005
+    assert psnr(half, np.zeros_like(half)) == pytest.approx(10 * math.log10(1 / 0.005))
+    metrics = pair_metrics(zeros, image[:8, :8], zeros, image[:8, :8])
+    assert metrics["psnr_left_db"] == math.inf and metrics["psnr_right_db"] == math.inf
+    metrics = pair_metrics(grey, zeros, zeros, zeros)
+    assert metrics["psnr_db"] == math.inf  # the mean of a finite and an infinite PSNR
+    with pytest.raises(ValueError, match="differ in size"):
+        psnr(zeros, image)
+
+
+def test_degradation_halves_the_size_and_bicubic_restores_smooth_images():
+    left, _ = textured_pair(64, 96, 0)
+    small = bicubic_downscale(left, 2)
+    assert small.shape == (32, 48, 3) and small.dtype == np.uint8
+    assert bicubic_downscale(left[:63, :95], 4).shape == (15, 23, 3)  # cropped to multiples of the scale
+    assert psnr(bicubic_upscale(small, 2), left) > 25  # a smooth texture survives x2
+    with pytest.raises(ValueError, match="scale"):
+        bicubic_downscale(left, 3)
+
+
+# Training -----------------------------------------------------------------------------------------------------
+
+def test_short_training_lowers_the_loss(tmp_path):
+    from stereo_depth_ros.training.sr_trainer import TrainSuperResolutionOptions, train_super_resolution
+
+    # One pair, cropped to its whole size: every step sees the same batch, so the loss curve is not crop noise.
+    for index in range(1):
+        left, right = textured_pair(32, 48, 4, seed=index, blocks=True)
+        for side, image in (("left", left), ("right", right)):
+            (tmp_path / "set" / side).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "set" / side / f"{index}.png"), image)
+    out = tmp_path / "run" / "sr.safetensors"
+    card = train_super_resolution(TrainSuperResolutionOptions(
+        scale=2, out=str(out), data=[str(tmp_path / "set")], exclude=None, steps=40, batch_size=1, patch=(16, 24),
+        lr=3e-3, channels=8, growth=4, checkpoint_every=40, threads=1, progress=False))
+    rows = list(csv_rows(out.with_name("sr.losses.csv")))
+    first, last = np.mean([r["l1"] for r in rows[:5]]), np.mean([r["l1"] for r in rows[-5:]])
+    assert last < 0.9 * first, (first, last)
+    assert card["steps"] == 40 and card["parameters"] > 0 and out.is_file()
+    assert rows[0]["photometric"] > 0  # the stereo network's attention terms are in the loss
+    estimator = create_estimator("stereo-sr-x2", weights=str(out), backend="torch")
+    sr_left, sr_right = estimator.super_resolve(*textured_pair(20, 30, 3))
+    assert sr_left.shape == sr_right.shape == (40, 60, 3)
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path) as stream:
+        for row in csv.DictReader(stream):
+            yield {key: float(value) for key, value in row.items()}
+
+
+# eval-sr ------------------------------------------------------------------------------------------------------
+
+def tiny_weights(path, scale: int, stereo: bool):
+    network = build_network({"scale": scale, "stereo": stereo, "channels": 8, "growth": 4})
+    with torch.no_grad():
+        network.tail.bias.fill_(0.02)  # not bicubic: a constant brightening, which must lower PSNR here
+    save_weights(network, path, network.ARCHITECTURE, network.config)
+    return path
+
+
+def test_eval_sr_json_has_exactly_the_fields(tmp_path):
+    from stereo_depth_ros.cli import main
+
+    left, right = textured_pair(48, 64, 4)
+    cv2.imwrite(str(tmp_path / "l.png"), left)
+    cv2.imwrite(str(tmp_path / "r.png"), right)
+    stereo = tiny_weights(tmp_path / "s.safetensors", 2, True)
+    single = tiny_weights(tmp_path / "i.safetensors", 2, False)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["eval-sr", "--left", str(tmp_path / "l.png"), "--right", str(tmp_path / "r.png"), "--scale", "2",
+                     "--model", "single-image-sr-x2", "--model", "stereo-sr-x2", "--weights",
+                     f"stereo-sr-x2={stereo}", "--weights", f"single-image-sr-x2={single}", "--backend", "torch",
+                     "--json", "--figure", str(tmp_path / "figure.png")])
+    assert code == 0
+    document = json.loads(out.getvalue())
+    assert list(document) == ["rows"]
+    assert [row["method"] for row in document["rows"]] == ["bicubic", "single-image-sr", "stereo-sr"]
+    for row in document["rows"]:
+        assert set(row) == {"method", "scale", "psnr_db", "ssim", "psnr_left_db", "psnr_right_db", "runtime_ms"}
+        assert row["scale"] == 2 and row["runtime_ms"] >= 0
+        assert row["psnr_db"] == pytest.approx((row["psnr_left_db"] + row["psnr_right_db"]) / 2)
+    bicubic = document["rows"][0]
+    expected = psnr(bicubic_upscale(bicubic_downscale(left, 2), 2), left)
+    assert bicubic["psnr_left_db"] == pytest.approx(expected)
+    assert document["rows"][2]["psnr_db"] < bicubic["psnr_db"]  # the brightened output scores lower
+    assert (tmp_path / "figure.png").stat().st_size > 0
+
+
+def test_registry_entries():
+    for name, scale in (("stereo-sr-x2", 2), ("stereo-sr-x4", 4), ("single-image-sr-x2", 2),
+                        ("single-image-sr-x4", 4)):
+        spec = model_spec(name)
+        assert spec.family == "super-resolution" and spec.input_kind == "stereo-pair"
+        assert spec.output_kinds == ("image-pair",) and f"x{scale}" in spec.default_weights.name
+    with pytest.raises(ValueError, match="scale x2"):
+        create_estimator("stereo-sr-x4", weights=str(tiny_weights(
+            os.path.join(os.environ.get("TMPDIR", "/tmp"), f"sr_scale_{os.getpid()}.safetensors"), 2, True)))
+
+
+# Node ---------------------------------------------------------------------------------------------------------
+
+def test_node_publishes_the_pair_and_scaled_camera_info(tmp_path):
+    rclpy = pytest.importorskip("rclpy", reason="the ROS layer needs the ROS 2 Python packages (rclpy, ...)")
+    from builtin_interfaces.msg import Time
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+
+    from stereo_depth_ros.ros import conversions
+    from stereo_depth_ros.ros.bringup_spec import NODE_KINDS
+    from stereo_depth_ros.ros.sr_node import SuperResolutionNode
+
+    assert NODE_KINDS["super_resolution_node"].class_name == "SuperResolutionNode"
+    weights = tiny_weights(tmp_path / "node.safetensors", 2, True)
+    left, right = textured_pair(24, 32, 3)
+    header = Header(stamp=Time(sec=3, nanosec=9), frame_id="left_optical")
+    fx, cx, cy, baseline = 100.0, 15.5, 11.5, 0.004
+
+    def info(tx):
+        return CameraInfo(header=header, width=32, height=24, k=[fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0],
+                          p=[fx, 0.0, cx, tx, 0.0, fx, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+    inputs = {"left/image_rect": conversions.numpy_to_image(left, "bgr8", header),
+              "right/image_rect": conversions.numpy_to_image(right, "bgr8", header),
+              "left/camera_info": info(0.0), "right/camera_info": info(-fx * baseline)}
+    outputs = {"super_resolved/left/image_rect": Image, "super_resolved/right/image_rect": Image,
+               "super_resolved/left/camera_info": CameraInfo, "super_resolved/right/camera_info": CameraInfo}
+    context = Context()
+    rclpy.init(context=context, domain_id=55)
+    namespace = f"/sr_test_{os.getpid()}"
+    try:
+        node = SuperResolutionNode(context=context, namespace=namespace, parameter_overrides=[
+            Parameter("weights", value=str(weights)), Parameter("backend", value="torch")])
+        helper = Node("sr_helper", namespace=namespace, context=context)
+        received: dict = {}
+        for topic, msg_type in outputs.items():
+            helper.create_subscription(msg_type, topic, lambda msg, t=topic: received.setdefault(t, msg), 5)
+        publishers = {topic: helper.create_publisher(type(msg), topic, 5) for topic, msg in inputs.items()}
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        executor.add_node(helper)
+        deadline, last = time.monotonic() + 30.0, 0.0
+        while time.monotonic() < deadline and len(received) < len(outputs):
+            executor.spin_once(timeout_sec=0.05)
+            if node.inputs_subscribed and time.monotonic() - last > 0.5:
+                for topic, msg in inputs.items():
+                    publishers[topic].publish(msg)
+                last = time.monotonic()
+        problems = dict(node.problems)
+        executor.shutdown()
+        node.destroy_node()
+        helper.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    assert len(received) == len(outputs), (sorted(received), problems)
+    sr_left = conversions.image_to_bgr8(received["super_resolved/left/image_rect"], "left")
+    sr_right = conversions.image_to_bgr8(received["super_resolved/right/image_rect"], "right")
+    expected_left, expected_right = create_estimator("stereo-sr-x2", weights=str(weights),
+                                                     backend="torch").super_resolve(left, right)
+    np.testing.assert_array_equal(sr_left, expected_left)
+    np.testing.assert_array_equal(sr_right, expected_right)
+    left_info, right_info = received["super_resolved/left/camera_info"], received["super_resolved/right/camera_info"]
+    assert (left_info.width, left_info.height) == (64, 48)
+    assert received["super_resolved/left/image_rect"].header.stamp.sec == 3
+    # The stereo node's checks accept the pair: sizes match and the calibration reads fx and the baseline.
+    conversions.check_camera_info_size(left_info, received["super_resolved/left/image_rect"], "left")
+    conversions.check_camera_info_size(right_info, received["super_resolved/right/image_rect"], "right")
+    camera = conversions.camera_info_calibration(left_info, right_info)
+    assert camera.focal_px == pytest.approx(2 * fx)
+    assert camera.baseline_m == pytest.approx(baseline)  # depth = f B / d unchanged with f and d doubled
+    assert list(right_info.k)[2] == pytest.approx(2 * cx) and list(right_info.p)[3] == pytest.approx(-2 * fx * baseline)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_packaged_weights_beat_bicubic_on_a_held_out_pair(shared_data, scale):
+    from stereo_depth_ros.commands.sr import prepare_pair
+    from stereo_depth_ros.images import read_image_bgr
+
+    folder = shared_data / "endoscopic_stereo" / "bdis_invivo" / "6" / "images_rectified"
+    hr_left, hr_right, lr_left, lr_right = prepare_pair(read_image_bgr(folder / "left" / "201.png"),
+                                                        read_image_bgr(folder / "right" / "201.png"), scale)
+    sr_left, sr_right = create_estimator(f"stereo-sr-x{scale}", backend="torch").super_resolve(lr_left, lr_right)
+    bicubic = pair_metrics(bicubic_upscale(lr_left, scale), bicubic_upscale(lr_right, scale), hr_left, hr_right)
+    ours = pair_metrics(sr_left, sr_right, hr_left, hr_right)
+    # Held out from training (config/splits/bdis_invivo_test.txt); swapped views or a wrong colour order fail this.
+    assert ours["psnr_db"] > bicubic["psnr_db"] + 0.5, (ours, bicubic)
