@@ -1,4 +1,4 @@
-"""Side-by-side disparity figures (matplotlib, Agg back-end, no display needed)."""
+"""Side-by-side disparity and depth figures (matplotlib, Agg back-end, no display needed)."""
 
 from __future__ import annotations
 
@@ -49,11 +49,6 @@ def save_disparity_figure(path: str | Path, left_bgr: np.ndarray, panels: Sequen
     Raises:
         ValueError: if a panel differs from the image in size or there is no panel.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not panels:
         raise ValueError("no disparity to draw")
     h, w = left_bgr.shape[:2]
@@ -63,25 +58,53 @@ def save_disparity_figure(path: str | Path, left_bgr: np.ndarray, panels: Sequen
             raise ValueError(f"{title} disparity shape {np.asarray(disparity).shape} differs from the image's "
                              f"{(h, w)}")
     vmin, vmax = display_range(gt_disparity, [d for _, d in panels])
-    colour_map = matplotlib.colormaps[cmap].with_extremes(bad="black")
     count = 1 + len(maps)
     columns = count if count <= 7 else 4  # one row: left | GT | SGBM | stages 0..3
-    rows = int(np.ceil(count / columns))
+    return save_map_grid(path, left_bgr, "left image", maps, vmin, vmax, cmap, "disparity (px)", columns, dpi)
+
+
+def save_map_grid(path: str | Path, image_bgr: np.ndarray, image_title: str,
+                  maps: Sequence[tuple[str, np.ndarray]], vmin: float, vmax: float, cmap: str, colorbar_label: str,
+                  columns: int, dpi: int = 100) -> Path:
+    """Write one PNG: the image, then each (H, W) map in ``columns`` columns, all maps with one colour map, one
+    range ``[vmin, vmax]`` and one colour bar; NaN values are drawn black. The figures of disparity
+    (:func:`save_disparity_figure`) and of monocular depth share it.
+
+    Args:
+        path: output ``.png`` (its folder is created).
+        image_bgr: (H, W, 3) uint8 BGR, shown first in natural colours.
+        image_title, colorbar_label: texts (e.g. "left image", "disparity (px)").
+        maps: ``(title, (H, W) float map)``, drawn in order; NaN = unknown.
+        vmin, vmax: the colour range, in the maps' unit.
+        cmap: a matplotlib colour map name.
+        columns: panels per row (>= 1).
+
+    Returns:
+        the written path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = image_bgr.shape[:2]
+    colour_map = matplotlib.colormaps[cmap].with_extremes(bad="black")
+    rows = int(np.ceil((1 + len(maps)) / columns))
     panel_width = 2.6
     figure, axes = plt.subplots(rows, columns, figsize=(panel_width * columns + 1.0,
                                                         panel_width * h / w * rows + 0.5 * rows),
                                 squeeze=False, layout="constrained")
     axes = axes.ravel()
-    axes[0].imshow(left_bgr[..., ::-1])
-    axes[0].set_title("left image", fontsize=9)
-    image = None
-    for axis, (title, disparity) in zip(axes[1:], maps):
-        shown = np.ma.masked_invalid(np.asarray(disparity, dtype=np.float32))
-        image = axis.imshow(shown, cmap=colour_map, vmin=vmin, vmax=vmax, interpolation="nearest")
+    axes[0].imshow(image_bgr[..., ::-1])
+    axes[0].set_title(image_title, fontsize=9)
+    shown = None
+    for axis, (title, values) in zip(axes[1:], maps):
+        shown = axis.imshow(np.ma.masked_invalid(np.asarray(values, dtype=np.float32)), cmap=colour_map,
+                            vmin=vmin, vmax=vmax, interpolation="nearest")
         axis.set_title(title, fontsize=9)
     for axis in axes:
         axis.set_axis_off()
-    figure.colorbar(image, ax=list(axes), fraction=0.015, pad=0.01, label="disparity (px)")
+    figure.colorbar(shown, ax=list(axes), fraction=0.015, pad=0.01, label=colorbar_label)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi)

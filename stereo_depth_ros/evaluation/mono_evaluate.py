@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from stereo_depth_ros.evaluation.figures import save_map_grid
 from stereo_depth_ros.evaluation.depth_fusion import fuse_depth
 from stereo_depth_ros.evaluation.depth_metrics import METRIC_KEYS, constant_depth_like, depth_metrics, \
     mean_over_frames
@@ -269,11 +270,6 @@ def save_depth_figure(path: str | Path, image_bgr: np.ndarray, gt_depth: np.ndar
     Raises:
         ValueError: for a panel of another size, or no panel.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not panels:
         raise ValueError("no depth map to draw")
     h, w = image_bgr.shape[:2]
@@ -286,28 +282,9 @@ def save_depth_figure(path: str | Path, image_bgr: np.ndarray, gt_depth: np.ndar
     vmin, vmax = (float(v) for v in np.percentile(known, (1, 99))) if known.size else (0.0, 1.0)
     if vmax <= vmin:
         vmax = vmin + 1e-3
-    colour_map = matplotlib.colormaps[cmap].with_extremes(bad="black")
-    count = 1 + len(maps)
-    columns = min(count, 5)
-    rows = int(np.ceil(count / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns + 1.0, 2.6 * h / w * rows + 0.5 * rows),
-                                squeeze=False, layout="constrained")
-    axes = axes.ravel()
-    axes[0].imshow(image_bgr[..., ::-1])
-    axes[0].set_title("input", fontsize=9)
-    shown = None
-    for axis, (title, depth) in zip(axes[1:], maps):
+    shown = []
+    for title, depth in maps:
         depth = np.asarray(depth, dtype=np.float32)
         with np.errstate(invalid="ignore"):
-            depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
-        shown = axis.imshow(np.ma.masked_invalid(depth), cmap=colour_map, vmin=vmin, vmax=vmax,
-                            interpolation="nearest")
-        axis.set_title(title, fontsize=9)
-    for axis in axes:
-        axis.set_axis_off()
-    figure.colorbar(shown, ax=list(axes), fraction=0.015, pad=0.01, label="depth (m)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
-    plt.close(figure)
-    return path
+            shown.append((title, np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)))
+    return save_map_grid(path, image_bgr, "input", shown, vmin, vmax, cmap, "depth (m)", min(1 + len(maps), 5), dpi)

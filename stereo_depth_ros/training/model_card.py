@@ -8,7 +8,12 @@ file that was changed, truncated or replaced after its card was written.
 from __future__ import annotations
 
 import json
+import platform
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from stereo_depth_ros.evaluation.evaluate import json_ready
 from stereo_depth_ros.models.weights import model_card_path, sha256_file
@@ -53,3 +58,36 @@ def write_model_card(weights_path: str | Path, card: dict) -> Path:
     path = model_card_path(weights_path)
     path.write_text(text + "\n")
     return path
+
+
+def mean_of_last_steps(history: Sequence[dict], count: int = 50, keys: Sequence[str] | None = None) -> dict:
+    """The mean of each logged loss over the last ``count`` steps of a Trainer history (the card's final losses).
+
+    Args:
+        history: the Trainer's rows, oldest first (``{"step", <losses>..., "lr" or "lr_<name>", "seconds"}``).
+        count: how many of the last rows to average, >= 1.
+        keys: the losses to report; None = every column but ``step``, ``seconds`` and the learning rates.
+
+    Returns:
+        ``{loss name: mean}`` (floats); ``{}`` for an empty history.
+
+    Example:
+        >>> mean_of_last_steps([{"step": 1, "total": 1.0, "lr": 0.1, "seconds": 1.0},
+        ...                     {"step": 2, "total": 3.0, "lr": 0.1, "seconds": 2.0}])
+        {'total': 2.0}
+    """
+    rows = list(history)[-count:]
+    if not rows:
+        return {}
+    if keys is None:
+        keys = [key for key in rows[0] if key not in ("step", "seconds") and key != "lr" and not key.startswith("lr_")]
+    return {key: float(np.mean([row[key] for row in rows])) for key in keys}
+
+
+def machine_facts(device: torch.device | str | None = None) -> dict:
+    """Where a run ran, for its model card: platform, processor, PyTorch version, threads and (if given) device."""
+    facts = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+             "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if device is not None:
+        facts["device"] = str(device)
+    return facts

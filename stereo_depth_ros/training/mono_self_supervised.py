@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ from stereo_depth_ros.geometry import warp_right_to_left
 from stereo_depth_ros.losses import (appearance_error, edge_aware_smoothness, left_right_consistency, masked_mean,
                                      warp_left_to_right)
 from stereo_depth_ros.models.mono_dispnet import ARCHITECTURE, SubPixelDispNet, load_weights, save_weights
-from stereo_depth_ros.training.model_card import write_model_card
+from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.stereo_trainer import cosine_decay_factor
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, seed_everything
 
@@ -286,9 +285,7 @@ def train_dispnet(options: TrainDispNetOptions) -> dict:
 
 def model_card(options: TrainDispNetOptions, history: list[dict], device: torch.device, pairs: int) -> dict:
     """Facts about a run: data, steps, input size, wall time, machine, final losses (mean of the last 50 steps)."""
-    last = history[-50:]
-    final = {key: float(np.mean([row[key] for row in last]))
-             for key in ("total", "appearance", "smoothness", "left_right")} if last else {}
+    final = mean_of_last_steps(history, 50, ("total", "appearance", "smoothness", "left_right"))
     options_dict = asdict(options)
     options_dict.pop("extra", None)
     return {
@@ -309,8 +306,7 @@ def model_card(options: TrainDispNetOptions, history: list[dict], device: torch.
         "seed": options.seed,
         "options": options_dict,
         "wall_time_s": history[-1]["seconds"] if history else 0.0,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine_facts(device),
         "final_losses": final,
         **options.extra,
     }

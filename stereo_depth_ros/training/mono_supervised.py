@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -44,7 +43,7 @@ from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
 from stereo_depth_ros.losses import l2_depth_loss, unet_depth_loss
 from stereo_depth_ros.models import mono_unet, refinement_cnn
 from stereo_depth_ros.models.weights import save_weights
-from stereo_depth_ros.training.model_card import write_model_card
+from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, seed_everything
 
 MODEL_NAME = "network"
@@ -398,9 +397,7 @@ def train_mono(options: TrainMonoOptions) -> dict:
                       weights_writers=writer, device=device)
     history = trainer.fit(resume=options.resume, weights_metadata={"training": {
         "model": options.model, "steps": options.steps, "crop": list(crop), "seed": options.seed}})
-    last = history[-50:]
-    final = {key: float(np.mean([row[key] for row in last])) for key in last[0] if key not in
-             ("step", "seconds", "lr")} if last else {}
+    final = mean_of_last_steps(history, 50)
     options_dict = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(options).items()}
     options_dict.pop("extra", None)
     card = {
@@ -419,8 +416,7 @@ def train_mono(options: TrainMonoOptions) -> dict:
                  if family.loss == "unet" else "L2, paper 002 eq. 1 (per-pixel mean)"),
         "options": options_dict,
         "wall_time_s": history[-1]["seconds"] if history else 0.0,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine_facts(device),
         "final_losses": final,
         "validation": trainer.validation_history[-1] if trainer.validation_history else None,
         "validation_history": trainer.validation_history,
@@ -469,7 +465,6 @@ def weights_from_checkpoint(model: str, checkpoint: str | Path, out: str | Path,
     save_weights(network.eval(), out, family.architecture, network.config,
                  {"training": {"model": model, "steps_done": step, "from_checkpoint": checkpoint.name}})
     run_card_path = checkpoint.with_name(checkpoint.name.replace(".ckpt.safetensors", ".json"))
-    last = history[-50:]
     card = {
         "model": model, "architecture": family.architecture, "config": network.config, "paper": family.paper,
         "parameters": int(sum(p.numel() for p in network.parameters())),
@@ -482,12 +477,11 @@ def weights_from_checkpoint(model: str, checkpoint: str | Path, out: str | Path,
         "batch_size": json.loads(metadata.get("batch_size", "0")),
         "stopped_early": note or None,
         "wall_time_s": history[-1]["seconds"] if history else 0.0,
-        "final_losses": {key: float(np.mean([row[key] for row in last])) for key in last[0]
-                         if key not in ("step", "seconds", "lr")} if last else {},
+        "final_losses": mean_of_last_steps(history, 50),
         "validation": validation_history[-1] if validation_history else None,
         "validation_history": validation_history,
         "run_card": json.loads(run_card_path.read_text()) if run_card_path.is_file() else None,
-        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+        "machine": machine_facts(),
         **(facts or {}),
     }
     return json.loads(write_model_card(out, card).read_text())

@@ -17,7 +17,6 @@ scores 1) over the validation images at the training scale; the run keeps the we
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from stereo_depth_ros.device import resolve_device
 from stereo_depth_ros.evaluation.segmentation_metrics import iou_dice
 from stereo_depth_ros.losses import binary_segmentation_loss, multiclass_segmentation_loss
 from stereo_depth_ros.models.segmentation import ARCHITECTURE, INPUT_MULTIPLE, SPPLinkNet, save_weights
-from stereo_depth_ros.training.model_card import write_model_card
+from stereo_depth_ros.training.model_card import machine_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, kept_weights_files, seed_everything
 
 MODEL_NAME = "network"
@@ -208,8 +207,7 @@ def train_segmentation(options: TrainSegmentationOptions) -> dict:
         "final_losses": {key: value for key, value in trainer.history[-1].items()} if trainer.history else {},
         "wall_time_s_this_session": round(time.time() - started, 1),
         "wall_time_s": round(float(trainer.history[-1]["seconds"]), 1) if trainer.history else None,
-        "machine": {"device": str(device), "threads": torch.get_num_threads(), "platform": platform.platform(),
-                    "torch": torch.__version__},
+        "machine": machine_facts(device),
     }
     return json.loads(write_model_card(Path(options.out), card).read_text())
 

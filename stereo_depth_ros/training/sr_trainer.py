@@ -22,7 +22,6 @@ The single-image baseline has no attention maps; its loss is the L1 term only.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from stereo_depth_ros.data.folder_dataset import Sample, read_pair_list
 from stereo_depth_ros.data.stereo_folder import StereoFolderDataset
 from stereo_depth_ros.models.stereo_sr import bicubic_downscale, build_network, check_scale, warp_with_attention
 from stereo_depth_ros.models.weights import save_weights
-from stereo_depth_ros.training.model_card import write_model_card
+from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, seed_everything
 
 MODEL_NAME = "network"
@@ -200,18 +199,9 @@ def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
                     for key, value in vars(options).items() if key not in ("data", "progress")},
         "steps": trainer.steps_done,
         "final_losses": dict(trainer.history[-1]) if trainer.history else {},
-        "mean_losses_last_50_steps": _mean_last(trainer.history, 50),
+        "mean_losses_last_50_steps": mean_of_last_steps(trainer.history, 50),
         "wall_time_s_this_session": round(time.time() - started, 1),
         "wall_time_s": round(float(trainer.history[-1]["seconds"]), 1) if trainer.history else None,
-        "machine": {"device": "cpu", "threads": torch.get_num_threads(), "platform": platform.platform(),
-                    "torch": torch.__version__},
+        "machine": machine_facts("cpu"),
     }
     return json.loads(write_model_card(Path(options.out), card).read_text())
-
-
-def _mean_last(history: list[dict], count: int) -> dict:
-    rows = history[-count:]
-    if not rows:
-        return {}
-    keys = [key for key in rows[0] if key not in ("step", "seconds") and not key.startswith("lr")]
-    return {key: float(np.mean([row[key] for row in rows])) for key in keys}

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from stereo_depth_ros.data.stereo_folder import ScaredKeyframeDataset, read_pair_list
@@ -29,7 +27,7 @@ from stereo_depth_ros.device import resolve_device
 from stereo_depth_ros.losses import PhotometricLossConfig, self_supervised_stereo_loss
 from stereo_depth_ros.models.coarse_to_fine import (ARCHITECTURE, NUM_STAGES, CoarseToFineStereoNet, load_weights,
                                                     save_weights)
-from stereo_depth_ros.training.model_card import write_model_card
+from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, average_state_dicts, seed_everything
 
 MODEL_NAME = "network"  # the Trainer's name of the one model (checkpoint tensors ``model.network.*``)
@@ -300,9 +298,7 @@ def average_weights(paths: list[str | Path], out: str | Path) -> CoarseToFineSte
 
 def model_card(options: TrainStereoOptions, history: list[dict], device: torch.device, pairs: int) -> dict:
     """Facts about a training run: data, steps, crop, wall time, machine, final losses (mean of the last 50)."""
-    last = history[-50:]
-    final = {key: float(np.mean([row[key] for row in last])) for key in ("total", "stage0", "stage1", "stage2",
-                                                                         "stage3", "appearance3")} if last else {}
+    final = mean_of_last_steps(history, 50, ("total", "stage0", "stage1", "stage2", "stage3", "appearance3"))
     options_dict = asdict(options)
     options_dict.pop("extra", None)
     return {
@@ -322,8 +318,7 @@ def model_card(options: TrainStereoOptions, history: list[dict], device: torch.d
         "seed": options.seed,
         "options": options_dict,
         "wall_time_s": history[-1]["seconds"] if history else 0.0,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine_facts(device),
         "final_losses": final,
         **options.extra,
     }
