@@ -92,6 +92,28 @@ def pair_stereo_folders(left_dir: str | Path, right_dir: str | Path) -> list[tup
     return [(p, rights[p.name]) for p in lefts]
 
 
+def check_image(image_bgr: np.ndarray, what: str = "image") -> None:
+    """Validate one colour image: an (H, W, 3) uint8 BGR array of non-zero size.
+
+    Raises:
+        ValueError: naming the problem (type, shape, dtype, empty).
+
+    Example:
+        >>> check_image(np.zeros((4, 4), np.uint8))
+        Traceback (most recent call last):
+        ...
+        ValueError: image must be (H, W, 3) uint8 BGR, got shape (4, 4)
+    """
+    if not isinstance(image_bgr, np.ndarray):
+        raise ValueError(f"{what} must be a numpy array, got {type(image_bgr).__name__}")
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(f"{what} must be (H, W, 3) uint8 BGR, got shape {image_bgr.shape}")
+    if image_bgr.dtype != np.uint8:
+        raise ValueError(f"{what} must be uint8, got {image_bgr.dtype}")
+    if image_bgr.shape[0] == 0 or image_bgr.shape[1] == 0:
+        raise ValueError(f"{what} is empty (shape {image_bgr.shape})")
+
+
 def check_stereo_pair(left_bgr: np.ndarray, right_bgr: np.ndarray) -> None:
     """Validate a rectified stereo pair: two (H, W, 3) uint8 BGR arrays of the same, non-empty size.
 
@@ -104,15 +126,8 @@ def check_stereo_pair(left_bgr: np.ndarray, right_bgr: np.ndarray) -> None:
         ...
         ValueError: left and right images differ in size: (2, 3) vs (2, 4)
     """
-    for side, image in (("left", left_bgr), ("right", right_bgr)):
-        if not isinstance(image, np.ndarray):
-            raise ValueError(f"{side} image must be a numpy array, got {type(image).__name__}")
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"{side} image must be (H, W, 3) BGR, got shape {image.shape}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"{side} image must be uint8, got {image.dtype}")
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"{side} image is empty (shape {image.shape})")
+    check_image(left_bgr, "left image")
+    check_image(right_bgr, "right image")
     if left_bgr.shape != right_bgr.shape:
         raise ValueError(f"left and right images differ in size: {left_bgr.shape[:2]} vs {right_bgr.shape[:2]}")
 
@@ -127,10 +142,6 @@ def bgr_to_tensor(image_bgr: np.ndarray) -> torch.Tensor:
         >>> bgr_to_tensor(np.array([[[0, 0, 255]]], dtype=np.uint8))[0, :, 0, 0].tolist()
         [1.0, 0.0, 0.0]
     """
-    if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 \
-            or image_bgr.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got "
-                         f"{getattr(image_bgr, 'shape', type(image_bgr).__name__)} "
-                         f"{getattr(image_bgr, 'dtype', '')}".rstrip())
+    check_image(image_bgr)
     rgb = np.ascontiguousarray(image_bgr[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
     return torch.from_numpy(rgb)[None]

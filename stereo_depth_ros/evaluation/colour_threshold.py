@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from stereo_depth_ros.images import check_image
 from stereo_depth_ros.evaluation.segmentation_metrics import iou_dice
 
 
@@ -73,10 +74,7 @@ def colour_threshold_mask(image_bgr: np.ndarray, parameters: ColourThresholdPara
         >>> int(colour_threshold_mask(grey_on_red, ColourThresholdParameters(kernel_px=0)).sum())
         400
     """
-    if not isinstance(image_bgr, np.ndarray) or image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 \
-            or image_bgr.shape[2] != 3 or image_bgr.size == 0:
-        raise ValueError(f"the image must be a non-empty (H, W, 3) uint8 BGR array, got "
-                         f"{getattr(image_bgr, 'dtype', type(image_bgr).__name__)} {getattr(image_bgr, 'shape', '')}")
+    check_image(image_bgr)
     hsv = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2HSV)
     saturation, value = hsv[..., 1], hsv[..., 2]
     mask = ((saturation <= parameters.saturation_max) & (value >= parameters.value_min)

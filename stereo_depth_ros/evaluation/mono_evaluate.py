@@ -35,6 +35,7 @@ from stereo_depth_ros.evaluation.depth_fusion import fuse_depth
 from stereo_depth_ros.evaluation.depth_metrics import METRIC_KEYS, constant_depth_like, depth_metrics, \
     mean_over_frames
 from stereo_depth_ros.geometry import StereoCameraModel
+from stereo_depth_ros.images import check_image
 
 GT_MEAN = "gt-mean"
 STEREO = "stereo"
@@ -111,9 +112,8 @@ def _predict_depth(model, image_bgr: np.ndarray) -> np.ndarray:
 
 
 def _check_inputs(image_bgr: np.ndarray, gt_depth: np.ndarray, right_bgr: np.ndarray | None) -> None:
+    check_image(np.asarray(image_bgr))
     image_bgr = np.asarray(image_bgr)
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-        raise ValueError(f"image must be (H, W, 3) uint8 BGR, got shape {image_bgr.shape} dtype {image_bgr.dtype}")
     gt_depth = np.asarray(gt_depth)
     if gt_depth.shape != image_bgr.shape[:2]:
         raise ValueError(f"GT depth shape {gt_depth.shape} differs from the image's {image_bgr.shape[:2]}")

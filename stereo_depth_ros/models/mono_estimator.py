@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from stereo_depth_ros.images import bgr_to_tensor
+from stereo_depth_ros.images import bgr_to_tensor, check_image
 from stereo_depth_ros.models.base import Estimator, check_image_size
 from stereo_depth_ros.models.inference import BACKENDS, NetworkRunner
 
@@ -38,28 +38,6 @@ DEPTH = "depth"  # the output kind of a monocular estimator (registry.OUTPUT_KIN
 INPUT_NAMES = ("image",)
 
 Postprocess = Callable[[list[np.ndarray], tuple[int, int]], "np.ndarray | dict[str, np.ndarray]"]
-
-
-def check_image(image_bgr: np.ndarray, what: str = "image") -> None:
-    """Validate one colour image: an (H, W, 3) uint8 BGR array of non-zero size.
-
-    Raises:
-        ValueError: naming the problem (type, shape, dtype, empty).
-
-    Example:
-        >>> check_image(np.zeros((4, 4), np.uint8))
-        Traceback (most recent call last):
-        ...
-        ValueError: image must be (H, W, 3) uint8 BGR, got shape (4, 4)
-    """
-    if not isinstance(image_bgr, np.ndarray):
-        raise ValueError(f"{what} must be a numpy array, got {type(image_bgr).__name__}")
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        raise ValueError(f"{what} must be (H, W, 3) uint8 BGR, got shape {image_bgr.shape}")
-    if image_bgr.dtype != np.uint8:
-        raise ValueError(f"{what} must be uint8, got {image_bgr.dtype}")
-    if image_bgr.shape[0] == 0 or image_bgr.shape[1] == 0:
-        raise ValueError(f"{what} is empty (shape {image_bgr.shape})")
 
 
 def round_to_multiple(value: float, multiple: int) -> int:

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stereo_depth_ros.images import check_image
 from stereo_depth_ros.models.base import Estimator, check_image_size
 from stereo_depth_ros.models.inference import BACKENDS, NetworkRunner
 from stereo_depth_ros.models.weights import load_weights as load_weights_file
@@ -334,7 +335,7 @@ class SegmentationEstimator(Estimator):
         Raises:
             ValueError: unless the image is a non-empty (H, W, 3) uint8 array.
         """
-        check_bgr_image(image_bgr)
+        check_image(image_bgr)
         height, width = image_bgr.shape[:2]
         network_height, network_width = working_size(height, width, self.working_height)
         scaled_width = int(round(width * self.working_height / height))
@@ -358,12 +359,3 @@ class SegmentationEstimator(Estimator):
         probabilities = shifted / shifted.sum(axis=0, keepdims=True)
         mask = probabilities.argmax(axis=0).astype(np.uint8)
         return {"mask": mask, "probability": probabilities.max(axis=0).astype(np.float32)}
-
-
-def check_bgr_image(image_bgr: np.ndarray) -> None:
-    """Raise ValueError unless ``image_bgr`` is a non-empty (H, W, 3) uint8 array."""
-    if not isinstance(image_bgr, np.ndarray) or image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 \
-            or image_bgr.shape[2] != 3 or image_bgr.size == 0:
-        raise ValueError(f"the image must be a non-empty (H, W, 3) uint8 BGR array, got "
-                         f"{getattr(image_bgr, 'dtype', type(image_bgr).__name__)} "
-                         f"{getattr(image_bgr, 'shape', '')}")
