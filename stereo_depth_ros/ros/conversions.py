@@ -350,6 +350,34 @@ def check_camera_info_size(info: CameraInfo, image: Image, side: str) -> None:
                                          f"{image.height}{extra}")
 
 
+def stereo_pair_to_bgr8(left_image: Image, right_image: Image, left_info: CameraInfo, right_info: CameraInfo,
+                        topics: tuple[str, str] = ("left/image_rect", "right/image_rect")
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a rectified pair to (H, W, 3) uint8 BGR and check it against its camera_info (every stereo input node).
+
+    Args:
+        left_image, right_image: the two images (any encoding :func:`image_to_bgr8` reads).
+        left_info, right_info: their camera_info, whose size must match (or be unset: 0 x 0).
+        topics: the two images' topic names, for messages.
+
+    Returns:
+        ``(left_bgr, right_bgr)``.
+
+    Raises:
+        InputError: kinds of :func:`image_to_bgr8`, "image_size" (the two images differ, naming the fields) and
+            "camera_info_size" (:func:`check_camera_info_size`).
+    """
+    left = image_to_bgr8(left_image, topics[0])
+    right = image_to_bgr8(right_image, topics[1])
+    if left.shape != right.shape:
+        raise InputError("image_size", f"left and right images differ in size (fields 'width' x 'height'): "
+                                       f"{left_image.width} x {left_image.height} vs {right_image.width} x "
+                                       f"{right_image.height}")
+    check_camera_info_size(left_info, left_image, "left")
+    check_camera_info_size(right_info, right_image, "right")
+    return left, right
+
+
 # ---------------------------------------------------------------------------------------------- stereo output
 
 

@@ -23,7 +23,6 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from stereo_depth_ros.device import DEVICES
 from stereo_depth_ros.ros import conversions
-from stereo_depth_ros.ros.conversions import InputError
 from stereo_depth_ros.ros.node_base import PerceptionNode, SkipSet, run_node
 from stereo_depth_ros.ros.parameters import ParameterSpec
 
@@ -111,14 +110,8 @@ class SuperResolutionNode(PerceptionNode):
         left_msg, right_msg, left_info, right_info = inputs
         topics = list(self.INPUT_TOPICS)
         with self.timed("convert_in"):
-            left = conversions.image_to_bgr8(left_msg, topics[0])
-            right = conversions.image_to_bgr8(right_msg, topics[1])
-            if left.shape != right.shape:
-                raise InputError("image_size", f"left and right images differ in size (fields 'width' x 'height'): "
-                                               f"{left_msg.width} x {left_msg.height} vs {right_msg.width} x "
-                                               f"{right_msg.height}")
-            conversions.check_camera_info_size(left_info, left_msg, "left")
-            conversions.check_camera_info_size(right_info, right_msg, "right")
+            left, right = conversions.stereo_pair_to_bgr8(left_msg, right_msg, left_info, right_info,
+                                                          (topics[0], topics[1]))
         with self.timed("inference"):
             try:
                 sr_left, sr_right = self.estimator.super_resolve(left, right)

@@ -27,7 +27,6 @@ from stereo_depth_ros.models.coarse_to_fine import NUM_STAGES
 from stereo_depth_ros.models.estimator import MAX_INPUT_SCALE
 from stereo_depth_ros.models.registry import create_estimator
 from stereo_depth_ros.ros import conversions
-from stereo_depth_ros.ros.conversions import InputError
 from stereo_depth_ros.ros.node_base import COMMON_PARAMETERS, PerceptionNode, SkipSet, run_node
 from stereo_depth_ros.ros.parameters import ParameterSpec, parameter_table
 
@@ -294,14 +293,8 @@ class StereoDepthNode(PerceptionNode):
     def _convert_inputs(self, left_image: Image, right_image: Image, left_info: CameraInfo,
                         right_info: CameraInfo):
         topics = list(self.INPUT_TOPICS)
-        left = conversions.image_to_bgr8(left_image, topics[0])
-        right = conversions.image_to_bgr8(right_image, topics[1])
-        if left.shape != right.shape:
-            raise InputError("image_size", f"left and right images differ in size (fields 'width' x 'height'): "
-                                           f"{left_image.width} x {left_image.height} vs {right_image.width} x "
-                                           f"{right_image.height}")
-        conversions.check_camera_info_size(left_info, left_image, "left")
-        conversions.check_camera_info_size(right_info, right_image, "right")
+        left, right = conversions.stereo_pair_to_bgr8(left_image, right_image, left_info, right_info,
+                                                      (topics[0], topics[1]))
         return left, right, conversions.camera_info_calibration(left_info, right_info)
 
     def _buffer(self, topic: str, nbytes: int):
