@@ -53,7 +53,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "cropped to the 1280x1024 camera image); endoscapes: tool = 6, 255 ignored "
                             "(default binary255)")
     _add_model_options(frame)
-    frame.add_argument("--figure", metavar="OUT.png", help="write image | GT | ours | baseline as one image (.png, or .jpg for a smaller file)")
+    frame.add_argument("--figure", metavar="OUT.png",
+                       help="write image | GT | ours | baseline as one image (.png, or .jpg for a smaller file)")
     frame.add_argument("--json", action="store_true", help='print one JSON document {"rows": [...]}')
     frame.set_defaults(run=_run_eval_seg)
 
