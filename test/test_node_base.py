@@ -195,6 +195,42 @@ def test_destroy_node_joins_the_worker(context):
     node.destroy_node()  # idempotent
 
 
+class ShutdownDuringProcessNode(ThresholdNode):
+    """Its context is shut down while a set is processed (Ctrl-C or SIGTERM mid-inference), then it fails."""
+
+    def process(self, inputs):
+        rclpy.shutdown(context=self.context)
+        raise RuntimeError("publisher's context is invalid")
+
+
+def test_a_set_in_flight_at_shutdown_is_dropped_without_a_problem():
+    """A node stopped while its worker processes a set must not report that set as an internal error (nothing
+    can log or publish any more), while the same failure during normal running is one."""
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
+    node = ShutdownDuringProcessNode(context=ctx, namespace="/base_test_shutdown")
+    try:
+        frame = conversions.numpy_to_image(_grey(1), "mono8", Header(frame_id="camera"))
+        assert node.process_set(frame) is False
+        assert node.problems["internal"] == 0 and node.counters["skipped"] == 0
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_a_failure_while_running_is_an_internal_problem(context):
+    class FailingNode(ThresholdNode):
+        def process(self, inputs):
+            raise RuntimeError("boom")
+
+    node = FailingNode(context=context, namespace="/base_test_failing")
+    try:
+        assert node.process_set(conversions.numpy_to_image(_grey(2), "mono8", Header(frame_id="camera"))) is False
+        assert node.problems["internal"] == 1 and "boom" in node.last_problem
+    finally:
+        node.destroy_node()
+
+
 def test_parameter_spec_checks_and_tables():
     queue = ParameterSpec("queue_size", 5, "Queue.", integer_range=(1, 100))
     mode = ParameterSpec("mode", "a", "Mode.", choices=("a", "b"))

@@ -388,6 +388,8 @@ class PerceptionNode(Node):
                 else:
                     self._process_and_publish(item[0], item[1])
             except Exception as error:  # never let the worker die
+                if not self.context.ok():  # shut down while this set was in flight: nothing left to report to
+                    return
                 self.report_problem("internal", f"worker error: {type(error).__name__}: {error}")
             finally:
                 with self._condition:
@@ -454,6 +456,8 @@ class PerceptionNode(Node):
         try:
             outgoing = self.process(list(msgs))
         except Exception as error:
+            if not self.context.ok():  # the node was shut down while this set was processed: drop it quietly
+                return False
             kind = getattr(error, "kind", None)
             if not isinstance(kind, str):
                 kind = "internal"
