@@ -486,3 +486,47 @@ def left_right_consistency(left_disparity: torch.Tensor, right_disparity: torch.
     left_seen_from_right, _ = warp_left_to_right(left_disparity, right_disparity, padding_mode="border")
     return (masked_mean((left_disparity - right_seen_from_left).abs(), valid)
             + masked_mean((right_disparity - left_seen_from_right).abs(), valid))
+
+
+# Proxy supervision (issue 15): confident classical disparities as sparse labels, beside the self-supervised loss,
+# as in Tonioni et al. 2017 ("Unsupervised Adaptation for Deep Stereo"), monoResMatch (Tosi et al. 2019) and
+# "Reversing the cycle" (Aleotti et al. 2020).
+
+
+def masked_proxy_loss(disparity: torch.Tensor, proxy: torch.Tensor, mask: torch.Tensor,
+                      beta: float = 1.0) -> torch.Tensor:
+    """Smooth L1 (Huber with ``beta``) between a predicted disparity and a proxy disparity, on confident pixels only.
+
+    ``sum_M smooth_l1(d - p) / |M|`` over the pixels ``M`` where ``mask`` is 1; pixels where ``mask`` is 0 get no
+    gradient (their proxy, any value including NaN, is replaced by the detached prediction), and the loss is 0, not
+    NaN, when no pixel is confident.
+
+    Args:
+        disparity: (B, 1, H, W) predicted left disparity in pixels.
+        proxy: (B, 1, H, W) proxy disparity in pixels (e.g. confident SGBM,
+            :func:`stereo_depth_ros.evaluation.proxy_validation.confident_sgbm`); any value (NaN too) where ``mask``
+            is 0.
+        mask: (B, 1, H, W) 1 where the proxy is confident, 0 elsewhere (bool or float).
+        beta: the smooth-L1 threshold in pixels (> 0): quadratic below it, linear above (1 px).
+
+    Returns:
+        scalar tensor >= 0, pixels.
+
+    Raises:
+        ValueError: for shapes that differ or are not (B, 1, H, W), or ``beta <= 0``.
+
+    Example:
+        >>> d = torch.tensor([[[[2.0, 5.0, 7.0]]]]); p = torch.tensor([[[[4.0, float("nan"), 7.5]]]])
+        >>> float(masked_proxy_loss(d, p, torch.tensor([[[[1.0, 0.0, 1.0]]]])))
+        0.8125
+    """
+    if disparity.ndim != 4 or disparity.shape[1] != 1 or proxy.shape != disparity.shape \
+            or mask.shape != disparity.shape:
+        raise ValueError(f"disparity, proxy and mask must all be (B, 1, H, W) of one shape, got "
+                         f"{tuple(disparity.shape)}, {tuple(proxy.shape)} and {tuple(mask.shape)}")
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0 pixels, got {beta}")
+    weight = mask.to(disparity.dtype)
+    target = torch.where(weight > 0, torch.nan_to_num(proxy.to(disparity.dtype)), disparity.detach())
+    error = F.smooth_l1_loss(disparity, target, reduction="none", beta=beta)
+    return masked_mean(error, weight)

@@ -132,6 +132,33 @@ class StereoEstimator(Estimator):
         x_offset = min(math.ceil(min_disparity), width)
         return (x_offset, 0, width - x_offset, height)
 
+    def estimate_with_confidence(self, left_bgr: np.ndarray, right_bgr: np.ndarray, max_stage: int | None = None,
+                                 method: str | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        """:meth:`estimate` plus a per-pixel confidence of the last map returned.
+
+        This default (for methods without a confidence of their own, e.g. SGBM, whose uniqueness and left-right
+        checks already remove the pixels they doubt) is 1 where the last disparity is finite and its match
+        ``x - d`` lies inside the right image, 0 elsewhere. The network overrides it with a graded measure
+        (:meth:`stereo_depth_ros.models.estimator.CoarseToFineEstimator.estimate_with_confidence`).
+
+        Args:
+            left_bgr, right_bgr, max_stage: as :meth:`estimate`.
+            method: None or ``"valid"`` (the only measure of this default).
+
+        Returns:
+            ``(disparities, confidence)``: ``disparities`` as :meth:`estimate`; ``confidence`` (H, W) float32 in
+            [0, 1], NaN-free, at the input resolution.
+
+        Raises:
+            ValueError: as :meth:`estimate`, or for another method.
+        """
+        if method not in (None, "valid"):
+            raise ValueError(f"{self.name} offers the confidence method 'valid' only, got {method!r}")
+        from stereo_depth_ros.models.confidence import matchable_mask
+
+        disparities = self.estimate(left_bgr, right_bgr, max_stage)
+        return disparities, matchable_mask(disparities[-1]).astype(np.float32)
+
     def predict(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> dict:
         """``{"disparity-stages": estimate(left_bgr, right_bgr)}`` (see :meth:`estimate`)."""
         return {DISPARITY_STAGES: self.estimate(left_bgr, right_bgr)}

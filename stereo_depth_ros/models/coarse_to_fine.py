@@ -217,6 +217,38 @@ def soft_argmin(cost: torch.Tensor, values: torch.Tensor, window: int | None = N
     return (probability * values.view(1, -1, 1, 1).to(cost)).sum(1, keepdim=True)
 
 
+def peak_probability(cost: torch.Tensor) -> torch.Tensor:
+    """Confidence of a soft-argmin: the largest matching probability, rescaled so that a flat distribution gives 0.
+
+    ``p = softmax(-cost)`` over the D disparity slices as in :func:`soft_argmin`; the peak ``max_k p[k]`` lies in
+    ``[1/D, 1]`` and is mapped linearly to ``[0, 1]``: ``(max_k p[k] - 1/D) / (1 - 1/D)``. A single sharp
+    minimum of the cost gives about 1, an ambiguous match (flat or multimodal costs: texture-poor regions,
+    occlusions, repeated patterns) a value near 0. This is the "peak ratio"/"maximum likelihood" family of
+    cost-volume confidence measures (Hu and Mordohai, "A Quantitative Evaluation of Confidence Measures for Stereo
+    Vision", TPAMI 2012, section 3; Kendall et al., GC-Net, section 3.4, read the same softmax as a probability).
+
+    Args:
+        cost: (B, D, H, W) matching costs (lower is better), D >= 2.
+
+    Returns:
+        (B, 1, H, W) confidence in [0, 1], the cost's dtype.
+
+    Raises:
+        ValueError: for fewer than two disparity slices (no choice, no confidence).
+
+    Example:
+        >>> sharp = torch.tensor([0.0, 50.0, 50.0]).view(1, 3, 1, 1)
+        >>> flat = torch.zeros(1, 3, 1, 1)
+        >>> round(peak_probability(sharp).item(), 3), peak_probability(flat).item()
+        (1.0, 0.0)
+    """
+    slices = cost.shape[1]
+    if slices < 2:
+        raise ValueError(f"a confidence needs at least 2 disparity slices, the cost has {slices}")
+    peak = torch.softmax(-cost, dim=1).amax(1, keepdim=True)
+    return ((peak - 1.0 / slices) * (slices / (slices - 1.0))).clamp(0.0, 1.0)
+
+
 class CostRegularizer(nn.Module):
     """3D convolutions that filter a (B, G, D, H, W) cost volume into (B, D, H, W) costs."""
 
@@ -331,6 +363,36 @@ class CoarseToFineStereoNet(nn.Module):
 
     def forward(self, left: torch.Tensor, right: torch.Tensor, max_stage: int = NUM_STAGES - 1
                 ) -> list[torch.Tensor]:
+        return self._stages(left, right, max_stage, None)
+
+    def forward_with_confidence(self, left: torch.Tensor, right: torch.Tensor, max_stage: int = NUM_STAGES - 1
+                                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The disparities of :meth:`forward` (identical values) and the peak confidence of each cost volume.
+
+        Stages 0, 1 and 2 regress their disparity (stage 0) or residual (stages 1, 2) from a cost volume by
+        soft-argmin; for each one run, :func:`peak_probability` of its regularised costs is returned at the
+        stage's own scale (upsampling them in the graph cost more than the rest of the confidence; see
+        :func:`upsample_peak`). Stage 3 (the refinement CNN) has no cost volume and adds none.
+
+        Args:
+            left, right: as :meth:`forward`.
+            max_stage: last stage computed, 0..3.
+
+        Returns:
+            ``(disparities, peaks)``: ``disparities`` as :meth:`forward`; ``peaks`` has ``min(max_stage, 2) + 1``
+            tensors (B, 1, H16 / s, W16 / s) in [0, 1] (stage 0 first, ``s`` = 16, 8, 4), where H16, W16 are H, W
+            rounded up to multiples of 16.
+
+        Raises:
+            ValueError: as :meth:`forward`.
+        """
+        peaks: list[torch.Tensor] = []
+        disparities = self._stages(left, right, max_stage, peaks)
+        return disparities, peaks
+
+    def _stages(self, left: torch.Tensor, right: torch.Tensor, max_stage: int, peaks: list | None
+                ) -> list[torch.Tensor]:
+        """The stages up to ``max_stage``; appends each cost volume's peak confidence to ``peaks`` unless None."""
         if not 0 <= max_stage < NUM_STAGES:
             raise ValueError(f"max_stage must be in 0..{NUM_STAGES - 1}, got {max_stage}")
         if left.ndim != 4 or left.shape[1] != 3 or left.shape != right.shape:
@@ -352,8 +414,11 @@ class CoarseToFineStereoNet(nn.Module):
         volume = build_full_cost_volume(left_features[0], right_features[0], self.coarse_disparities, self.groups)
         values = torch.arange(self.coarse_disparities, device=left.device, dtype=left_features[0].dtype)
         window = None if self.training else self.inference_window
-        disparity = soft_argmin(self.regularizers[0](volume), values, window)
+        cost = self.regularizers[0](volume)
+        disparity = soft_argmin(cost, values, window)
         outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[0], full_size, h, w))
+        if peaks is not None:
+            peaks.append(peak_probability(cost))
         # Stages 1, 2: residual disparity at 1/8 and 1/4.
         residual_values = torch.arange(-self.residual_radius, self.residual_radius + 1, device=left.device,
                                        dtype=left_features[0].dtype)
@@ -364,8 +429,11 @@ class CoarseToFineStereoNet(nn.Module):
             disparity = 2.0 * F.interpolate(disparity, size=fl.shape[-2:], mode="bilinear", align_corners=False)
             warped, _ = warp_right_to_left(fr, disparity, padding_mode="border")
             volume = build_residual_cost_volume(fl, warped, self.residual_radius, self.groups)
-            disparity = F.relu(disparity + soft_argmin(self.regularizers[stage](volume), residual_values))
+            cost = self.regularizers[stage](volume)
+            disparity = F.relu(disparity + soft_argmin(cost, residual_values))
             outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[stage], full_size, h, w))
+            if peaks is not None:
+                peaks.append(peak_probability(cost))
         if max_stage < 3:
             return outputs
         # Stage 3: guided refinement at 1/2.
@@ -380,6 +448,40 @@ class CoarseToFineStereoNet(nn.Module):
     def _to_input_resolution(disparity: torch.Tensor, scale: int, full_size, h: int, w: int) -> torch.Tensor:
         up = F.interpolate(disparity, size=full_size, mode="bilinear", align_corners=False) * scale
         return up[..., :h, :w]
+
+
+def upsample_peak(peak, height: int, width: int):
+    """A stage's peak confidence (:meth:`CoarseToFineStereoNet.forward_with_confidence`) at the input resolution.
+
+    Bilinear upsampling to the padded size (H and W rounded up to multiples of 16) and the crop to ``height`` x
+    ``width``, as the network does for its disparities (``align_corners=False``; OpenCV's ``INTER_LINEAR`` uses the
+    same pixel-centre convention).
+
+    Args:
+        peak: (h_s, w_s) float32 NumPy array in [0, 1], a stage's peak map of one image.
+        height, width: the input size in pixels.
+
+    Returns:
+        (height, width) float32 in [0, 1].
+
+    Raises:
+        ValueError: for a map whose size is not the padded input size divided by one factor.
+
+    Example:
+        >>> import numpy as np
+        >>> upsample_peak(np.array([[0.0, 1.0]], np.float32), 10, 20).shape
+        (10, 20)
+    """
+    import cv2
+    import numpy as np
+
+    padded_height, padded_width = height + (-height) % 16, width + (-width) % 16
+    peak = np.asarray(peak, dtype=np.float32)
+    if peak.ndim != 2 or padded_height % peak.shape[0] or padded_width % peak.shape[1] \
+            or padded_height // peak.shape[0] != padded_width // peak.shape[1]:
+        raise ValueError(f"a peak map of shape {peak.shape} does not belong to a {height} x {width} input")
+    up = cv2.resize(peak, (padded_width, padded_height), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(up[:height, :width])
 
 
 def save_weights(model: CoarseToFineStereoNet, path: str | Path, extra_metadata: dict | None = None) -> None:

@@ -7,6 +7,10 @@ PyTorch for this network (docs/benchmarks.md). The ONNX graph is exported once p
 cached on disk (keyed by the weights' SHA-256); :meth:`CoarseToFineEstimator.prepare` builds it before the first
 frame. Both back-ends give the same disparities to within 1e-3 px.
 
+:meth:`CoarseToFineEstimator.estimate_with_confidence` adds a per-pixel confidence in [0, 1] of the last stage
+(default :data:`DEFAULT_CONFIDENCE`: the last cost volume's peak probability times a photometric score); the
+measures and how they were compared are in docs/stereo.md ("Confidence").
+
 Images narrower than 1280 px are enlarged before the network runs (see :func:`working_scale`). This is because the
 network's finest stage works at half its input resolution, and the packaged weights were trained on crops zoomed by
 a median 1.8x. On 640x480 and 720x288 pairs, running at about 2x brought the stage-3 EPE on BDIS synthetic from
@@ -24,8 +28,9 @@ import numpy as np
 import torch
 
 from stereo_depth_ros.images import bgr_to_tensor, check_stereo_pair
+from stereo_depth_ros.models import confidence as confidence_maps_module
 from stereo_depth_ros.models.base import StereoEstimator, resolve_stage
-from stereo_depth_ros.models.coarse_to_fine import NUM_STAGES, CoarseToFineStereoNet, load_weights
+from stereo_depth_ros.models.coarse_to_fine import NUM_STAGES, CoarseToFineStereoNet, load_weights, upsample_peak
 from stereo_depth_ros.models.inference import BACKENDS, NetworkRunner
 from stereo_depth_ros.models.weights import sha256_file
 
@@ -34,6 +39,18 @@ AUTO_WORKING_WIDTH = 1280
 MAX_AUTO_SCALE = 2.0
 MAX_INPUT_SCALE = 4.0
 INPUT_NAMES = ("left", "right")
+#: Confidence measures of :meth:`CoarseToFineEstimator.confidence_maps` (docs/stereo.md, "Confidence"):
+#: ``cost-peak``: peak probability of the last cost volume run (stage 2 for stages 2 and 3; stage 0 or 1 when the
+#: network stops there); ``coarse-peak``: that of the full-range stage 0; ``peak-product``: the product of every
+#: cost volume's peak; ``photometric``: :func:`~stereo_depth_ros.models.confidence.photometric_confidence` of the
+#: final disparity; ``left-right``: :func:`~stereo_depth_ros.models.confidence.left_right_confidence` against the
+#: network run on the mirrored, swapped pair (a second pass); ``peak-photometric``: ``cost-peak`` x
+#: ``photometric``.
+CONFIDENCE_METHODS = ("cost-peak", "coarse-peak", "peak-product", "photometric", "left-right", "peak-photometric")
+_PEAK_METHODS = ("cost-peak", "coarse-peak", "peak-product", "peak-photometric")
+#: The measure :meth:`CoarseToFineEstimator.estimate_with_confidence` uses by default (chosen by the area under
+#: the sparsification curve on the GT sets, weighing its run time; docs/stereo.md, "Confidence").
+DEFAULT_CONFIDENCE = "peak-photometric"
 
 
 def working_scale(width: int, input_scale: float | None = None) -> float:
@@ -129,7 +146,7 @@ class CoarseToFineEstimator(StereoEstimator):
         self.device, self.backend, self.half = first.device, first.backend, first.half
         self._device_option = self.device.type
         self.model = first.module.model
-        self._runners: dict[tuple[int, int], NetworkRunner] = {(self.model.max_disparity, self.max_stage): first}
+        self._runners: dict[tuple, NetworkRunner] = {(self.model.max_disparity, self.max_stage): first}
         self._working_models: dict[int, CoarseToFineStereoNet] = {self.model.max_disparity: self.model}
 
     @property
@@ -185,6 +202,81 @@ class CoarseToFineEstimator(StereoEstimator):
         """
         check_stereo_pair(left_bgr, right_bgr)
         stage = self.max_stage if max_stage is None else resolve_stage(max_stage, NUM_STAGES, self.name)
+        return self._estimate(left_bgr, right_bgr, stage, False)[0]
+
+    def estimate_with_confidence(self, left_bgr: np.ndarray, right_bgr: np.ndarray, max_stage: int | None = None,
+                                 method: str | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        """:meth:`estimate` plus a per-pixel confidence of the last stage computed.
+
+        Args:
+            left_bgr, right_bgr, max_stage: as :meth:`estimate`.
+            method: one of :data:`CONFIDENCE_METHODS`, None for :data:`DEFAULT_CONFIDENCE`.
+
+        Returns:
+            ``(disparities, confidence)``: ``disparities`` as :meth:`estimate` (the same values); ``confidence``
+            (H, W) float32 in [0, 1] at the input resolution, NaN-free, 0 where the last disparity is invalid or
+            its match lies outside the right image.
+
+        Raises:
+            ValueError: as :meth:`estimate`, or for an unknown method (listing the known ones).
+        """
+        method = DEFAULT_CONFIDENCE if method is None else method
+        disparities, maps = self.confidence_maps(left_bgr, right_bgr, max_stage, (method,))
+        return disparities, maps[method]
+
+    def confidence_maps(self, left_bgr: np.ndarray, right_bgr: np.ndarray, max_stage: int | None = None,
+                        methods: tuple[str, ...] = CONFIDENCE_METHODS
+                        ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+        """The disparities of :meth:`estimate` and several confidence measures of the last one from one run.
+
+        The cost-volume peaks come from the same network pass as the disparities (an ONNX graph with the peaks as
+        extra outputs, cached apart from the plain one); ``left-right`` adds a second pass on the mirrored, swapped
+        pair. Used by ``stereo-depth-ros eval-confidence`` to compare the measures.
+
+        Args:
+            left_bgr, right_bgr, max_stage: as :meth:`estimate`.
+            methods: names from :data:`CONFIDENCE_METHODS` (at least one).
+
+        Returns:
+            ``(disparities, {method: confidence})``, each confidence as :meth:`estimate_with_confidence`.
+
+        Raises:
+            ValueError: as :meth:`estimate`, or for no or unknown methods.
+        """
+        unknown = [m for m in methods if m not in CONFIDENCE_METHODS]
+        if not methods or unknown:
+            raise ValueError(f"confidence method(s) {unknown or 'none given'}: choose from "
+                             f"{', '.join(CONFIDENCE_METHODS)}")
+        check_stereo_pair(left_bgr, right_bgr)
+        stage = self.max_stage if max_stage is None else resolve_stage(max_stage, NUM_STAGES, self.name)
+        with_peaks = any(m in _PEAK_METHODS for m in methods)
+        disparities, peaks = self._estimate(left_bgr, right_bgr, stage, with_peaks)
+        final = disparities[-1]
+        maps: dict[str, np.ndarray] = {}  # peaks[i]: stage i's peak at the input size, upsampled when first used
+        photometric = None
+        if "photometric" in methods or "peak-photometric" in methods:
+            photometric = confidence_maps_module.photometric_confidence(left_bgr, right_bgr, final)
+        for method in methods:
+            if method == "cost-peak":
+                raw = peaks[-1]
+            elif method == "coarse-peak":
+                raw = peaks[0]
+            elif method == "peak-product":
+                raw = np.prod([peaks[i] for i in range(len(peaks))], axis=0)
+            elif method == "photometric":
+                raw = photometric
+            elif method == "peak-photometric":
+                raw = peaks[-1] * photometric
+            else:  # left-right: the right view's disparity from the mirrored, swapped pair
+                mirrored = self._estimate(np.ascontiguousarray(right_bgr[:, ::-1]),
+                                          np.ascontiguousarray(left_bgr[:, ::-1]), stage, False)[0][-1]
+                raw = confidence_maps_module.left_right_confidence(final, np.ascontiguousarray(mirrored[:, ::-1]))
+            maps[method] = confidence_maps_module.finalize_confidence(raw, final)
+        return disparities, maps
+
+    def _estimate(self, left_bgr: np.ndarray, right_bgr: np.ndarray, stage: int, with_peaks: bool
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Disparities (and with ``with_peaks`` the cost-volume peaks) at the input size for a checked pair."""
         height, width = left_bgr.shape[:2]
         work_height, work_width, x_scale = self._working_size(height, width)
         enlarge = self.working_scale(width) > 1.0
@@ -193,11 +285,14 @@ class CoarseToFineEstimator(StereoEstimator):
             left_bgr, right_bgr = (cv2.resize(image, (work_width, work_height), interpolation=interpolation)
                                    for image in (left_bgr, right_bgr))
         model = self._working_model(math.ceil(self.max_disparity * x_scale))
-        outputs = self._run(model, bgr_to_tensor(left_bgr), bgr_to_tensor(right_bgr), stage)
+        inputs = (model, bgr_to_tensor(left_bgr), bgr_to_tensor(right_bgr), stage)
+        outputs = self._run(*inputs, True) if with_peaks else self._run(*inputs)
+        disparities, peaks = outputs[:stage + 1], outputs[stage + 1:]
         if (work_height, work_width) == (height, width):
-            return outputs
+            return disparities, _LazyPeaks(peaks, work_height, work_width, None)
         interpolation = cv2.INTER_AREA if enlarge else cv2.INTER_LINEAR
-        return [cv2.resize(d, (width, height), interpolation=interpolation) / np.float32(x_scale) for d in outputs]
+        return ([cv2.resize(d, (width, height), interpolation=interpolation) / np.float32(x_scale)
+                 for d in disparities], _LazyPeaks(peaks, work_height, work_width, (width, height, interpolation)))
 
     def _working_size(self, height: int, width: int) -> tuple[int, int, float]:
         """``(height, width, x_scale)`` at which the network runs for a ``height`` x ``width`` pair."""
@@ -205,21 +300,25 @@ class CoarseToFineEstimator(StereoEstimator):
         work_height, work_width = max(1, round(height * scale)), max(1, round(width * scale))
         return work_height, work_width, work_width / width
 
-    def _run(self, model: CoarseToFineStereoNet, left: torch.Tensor, right: torch.Tensor, stage: int
-             ) -> list[np.ndarray]:
-        outputs = self._runner(model, stage).run(left, right)
+    def _run(self, model: CoarseToFineStereoNet, left: torch.Tensor, right: torch.Tensor, stage: int,
+             with_peaks: bool = False) -> list[np.ndarray]:
+        outputs = self._runner(model, stage, with_peaks).run(left, right)
         return [np.asarray(output[0, 0], dtype=np.float32) for output in outputs]  # no copy: fresh arrays per call
 
-    def _make_runner(self, model: CoarseToFineStereoNet, stage: int) -> NetworkRunner:
-        return NetworkRunner(_Stages(model, stage), INPUT_NAMES, [f"stage_{i}" for i in range(stage + 1)],
+    def _make_runner(self, model: CoarseToFineStereoNet, stage: int, with_peaks: bool = False) -> NetworkRunner:
+        names = [f"stage_{i}" for i in range(stage + 1)]
+        config = dict(model.config, max_stage=stage)
+        if with_peaks:  # another graph (more outputs): its own cache key
+            names += [f"peak_{i}" for i in range(min(stage, 2) + 1)]
+            config["confidence_outputs"] = "cost-volume-peaks-at-stage-scale"
+        return NetworkRunner(_Stages(model, stage, with_peaks), INPUT_NAMES, names,
                              backend=self._backend_option, device=self._device_option, half=self._half_option,
-                             weights_sha256=self._weights_sha256, config=dict(model.config, max_stage=stage),
-                             cache_dir=self._cache_dir)
+                             weights_sha256=self._weights_sha256, config=config, cache_dir=self._cache_dir)
 
-    def _runner(self, model: CoarseToFineStereoNet, stage: int) -> NetworkRunner:
-        key = (model.max_disparity, stage)
+    def _runner(self, model: CoarseToFineStereoNet, stage: int, with_peaks: bool = False) -> NetworkRunner:
+        key = (model.max_disparity, stage) if not with_peaks else (model.max_disparity, stage, "peaks")
         if key not in self._runners:
-            self._runners[key] = self._make_runner(model, stage)
+            self._runners[key] = self._make_runner(model, stage, with_peaks)
         return self._runners[key]
 
     def _working_model(self, max_disparity: int) -> CoarseToFineStereoNet:
@@ -230,15 +329,42 @@ class CoarseToFineEstimator(StereoEstimator):
         return self._working_models[max_disparity]
 
 
-class _Stages(torch.nn.Module):
-    """The network up to ``max_stage`` with tensor-only inputs and a tuple of outputs (what ONNX export needs)."""
+class _LazyPeaks:
+    """The cost-volume peaks of one run, each upsampled to the input size only when first indexed (the default
+    measure needs the last one alone)."""
 
-    def __init__(self, model: CoarseToFineStereoNet, max_stage: int) -> None:
+    def __init__(self, peaks: list[np.ndarray], work_height: int, work_width: int, resize) -> None:
+        self._raw, self._size, self._resize = peaks, (work_height, work_width), resize
+        self._done: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        index = range(len(self._raw))[index]
+        if index not in self._done:
+            peak = upsample_peak(self._raw[index], *self._size)
+            if self._resize is not None:
+                width, height, interpolation = self._resize
+                peak = cv2.resize(peak, (width, height), interpolation=interpolation)
+            self._done[index] = peak
+        return self._done[index]
+
+
+class _Stages(torch.nn.Module):
+    """The network up to ``max_stage`` with tensor-only inputs and a tuple of outputs (what ONNX export needs);
+    with ``with_peaks`` the cost-volume peak confidences follow the disparities."""
+
+    def __init__(self, model: CoarseToFineStereoNet, max_stage: int, with_peaks: bool = False) -> None:
         super().__init__()
         self.model = model
         self.max_stage = max_stage
+        self.with_peaks = with_peaks
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.with_peaks:
+            disparities, peaks = self.model.forward_with_confidence(left, right, self.max_stage)
+            return tuple(disparities) + tuple(peaks)
         return tuple(self.model(left, right, self.max_stage))
 
 

@@ -40,6 +40,7 @@ DELTA_D = 1.0 / 16.0
 #: one pixel is within the estimators' matching error, so a depth from it would be noise of kilometres.
 DEFAULT_MIN_DISPARITY_PX = 1.0
 STAGE_TOPIC = "disparity/stage_{}"
+CONFIDENCE_TOPIC = "disparity/confidence"
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("method", "coarse-to-fine", "Disparity method: the coarse-to-fine network or OpenCV SGBM.",
@@ -69,6 +70,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "invalid (NaN) in 'points2'; 0 = no limit other than min_disparity's.",
                   float_range=(0.0, 1000.0)),
     ParameterSpec("use_color", True, "Colour 'points2' from the left image (rgb field); false = x, y, z only."),
+    ParameterSpec("confidence_threshold", 0.0, "Pixels whose confidence (published on 'disparity/confidence', "
+                  "0..1) is below this are invalid: NaN in 'disparity', 'disparity/image' and 'depth', NaN points in "
+                  "'points2'. 0 = off (the confidence is then computed only while 'disparity/confidence' has a "
+                  "subscriber).", float_range=(0.0, 1.0)),
 )
 #: Every parameter of the node (common ones first) by name.
 PARAMETER_SPECS = parameter_table(COMMON_PARAMETERS, PARAMETERS)
@@ -107,6 +112,33 @@ def mask_disparity(disparity: np.ndarray, principal_point_offset_px: float, min_
     return in_view, valid
 
 
+def apply_confidence_threshold(disparity: np.ndarray, confidence: np.ndarray, threshold: float) -> np.ndarray:
+    """The disparity with NaN (invalid) where ``confidence < threshold``.
+
+    Args:
+        disparity: (H, W) float32 disparity in pixels, NaN = invalid.
+        confidence: (H, W) float32 confidence in [0, 1] of that disparity.
+        threshold: in [0, 1]; 0 changes nothing.
+
+    Returns:
+        A new (H, W) float32 array (the input is not changed).
+
+    Raises:
+        ValueError: for maps of different shapes or a threshold outside [0, 1].
+
+    Example:
+        >>> apply_confidence_threshold(np.array([[1.0, 2.0]], np.float32), np.array([[0.2, 0.9]], np.float32), 0.5)
+        array([[nan,  2.]], dtype=float32)
+    """
+    if np.shape(confidence) != np.shape(disparity):
+        raise ValueError(f"confidence {np.shape(confidence)} and disparity {np.shape(disparity)} differ in shape")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
+    result = np.array(disparity, dtype=np.float32, copy=True)
+    result[np.asarray(confidence) < np.float32(threshold)] = np.nan
+    return result
+
+
 class StereoDepthNode(PerceptionNode):
     """Stereo depth node: subscribes a rectified pair with camera_info, publishes disparity, depth, points2.
 
@@ -118,10 +150,10 @@ class StereoDepthNode(PerceptionNode):
         estimator: the :class:`~stereo_depth_ros.models.base.StereoEstimator` built at start-up.
         counters, problems, last_problem, last_timing, statistics: see the base class. Problem kinds:
             "encoding", "image_size", "camera_info_size", "empty_image", "image_layout", "calibration",
-            "unsynchronized", "estimator", "prepare", "internal". Timing steps: "convert_in", "inference",
-            "build_disparity" (safe-output masks and the disparity messages), "depth" (the core's
-            ``disparity_to_depth``), "build_depth", "build_points2" (reprojection into the message),
-            "publish", "total".
+            "unsynchronized", "estimator", "prepare", "internal". Timing steps: "convert_in", "inference"
+            (with the confidence when it is wanted), "build_disparity" (confidence threshold, safe-output masks, the
+            disparity and confidence messages), "depth" (the core's ``disparity_to_depth``), "build_depth",
+            "build_points2" (reprojection into the message), "publish", "total".
 
     Raises:
         stereo_depth_ros.models.weights.WeightsError: at start-up, for a missing or wrong weights file.
@@ -133,9 +165,10 @@ class StereoDepthNode(PerceptionNode):
     INPUT_TOPICS = {"left/image_rect": Image, "right/image_rect": Image, "left/camera_info": CameraInfo,
                     "right/camera_info": CameraInfo}
     #: ``disparity/image`` repeats the disparity as a plain 32FC1 image, which RViz (no DisparityImage display) can
-    #: show; ``disparity/stage_N`` is added per stage when ``publish_stages`` is true.
+    #: show; ``disparity/confidence`` is the per-pixel confidence (32FC1 in [0, 1]) of the last stage computed;
+    #: ``disparity/stage_N`` is added per stage when ``publish_stages`` is true.
     OUTPUT_TOPICS = {"disparity": DisparityImage, "disparity/image": Image, "depth": Image,
-                     "points2": PointCloud2}
+                     "points2": PointCloud2, CONFIDENCE_TOPIC: Image}
     PARAMETERS = PARAMETERS
 
     # ------------------------------------------------------------------------------------------------ start-up
@@ -233,9 +266,15 @@ class StereoDepthNode(PerceptionNode):
         with self.timed("convert_in"):
             left, right, camera = self._convert_inputs(left_image, right_image, left_info, right_info)
         stage = self._network_stage()
+        threshold = float(self.settings["confidence_threshold"])
+        want_confidence = self.wanted(CONFIDENCE_TOPIC)
+        confidence = None
         with self.timed("inference"):
             try:
-                disparities = self.estimator.estimate(left, right, max_stage=stage)
+                if threshold > 0.0 or want_confidence:
+                    disparities, confidence = self.estimator.estimate_with_confidence(left, right, max_stage=stage)
+                else:
+                    disparities = self.estimator.estimate(left, right, max_stage=stage)
             except Exception as error:
                 raise SkipSet("estimator", f"estimator {self.estimator.name} failed on a {left.shape[1]} x "
                                            f"{left.shape[0]} pair: {type(error).__name__}: {error}") from error
@@ -249,7 +288,13 @@ class StereoDepthNode(PerceptionNode):
 
         want_depth, want_points = self.wanted("depth"), self.wanted("points2")
         with self.timed("build_disparity"):
-            in_view, valid = mask_disparity(disparities[output_stage], offset, min_disparity)
+            disparity = disparities[output_stage]
+            if threshold > 0.0:
+                disparity = apply_confidence_threshold(disparity, confidence, threshold)
+            in_view, valid = mask_disparity(disparity, offset, min_disparity)
+            if want_confidence:
+                outgoing.append((CONFIDENCE_TOPIC, conversions.numpy_to_image(
+                    confidence, "32FC1", header, self._buffer(CONFIDENCE_TOPIC, confidence.nbytes))))
             if self.wanted("disparity"):
                 outgoing.append(("disparity", self._disparity_message(valid, header, camera, min_disparity,
                                                                       "disparity")))

@@ -24,7 +24,7 @@ import torch
 
 from stereo_depth_ros.data.stereo_folder import ScaredKeyframeDataset, read_pair_list
 from stereo_depth_ros.device import resolve_device
-from stereo_depth_ros.losses import PhotometricLossConfig, self_supervised_stereo_loss
+from stereo_depth_ros.losses import PhotometricLossConfig, masked_proxy_loss, self_supervised_stereo_loss
 from stereo_depth_ros.models.coarse_to_fine import (ARCHITECTURE, NUM_STAGES, CoarseToFineStereoNet, load_weights,
                                                     save_weights)
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
@@ -62,6 +62,11 @@ class TrainStereoOptions:
             run into sessions that ``resume`` continues; None runs to ``steps``.
         keep_weights: at every checkpoint also write the weights alone as ``<out stem>.step<N>.safetensors``
             (for :func:`average_weights`).
+        proxy_weight: weight of the proxy supervision (issue 15): the smooth-L1 distance of every stage's disparity
+            to the confident SGBM disparity (:func:`stereo_depth_ros.losses.masked_proxy_loss`, weighted per stage
+            by the stage weights) added to the self-supervised loss; 0 = off (plain self-supervised training).
+        proxy_max_disparity: SGBM search range of the proxies in pixels (a multiple of 16).
+        proxy_cache: folder where the proxies are cached (computed once per pair; gitignored ``runs/``).
     """
 
     data: list[str]
@@ -87,6 +92,9 @@ class TrainStereoOptions:
     cost_layers: tuple[int, int, int] | None = None
     progress: bool = True
     keep_weights: bool = False
+    proxy_weight: float = 0.0
+    proxy_max_disparity: int = 192
+    proxy_cache: str = "runs/proxy_cache"
     extra: dict = field(default_factory=dict)
 
 
@@ -148,16 +156,22 @@ def initial_model(options: TrainStereoOptions) -> CoarseToFineStereoNet:
     return model
 
 
-def stereo_loss_callback(config: PhotometricLossConfig):
+def stereo_loss_callback(config: PhotometricLossConfig, proxy_weight: float = 0.0):
     """The Trainer's loss callback for the coarse-to-fine network (:func:`self_supervised_stereo_loss`).
 
     The batch holds ``left``, ``right``: (B, 3, h, w) float32 RGB in [0, 1] and ``valid``: (B, 1, h, w) 0/1 (see
     :class:`StereoFolderDataset`). With ``config.left_right_weight > 0`` the network also runs on the mirrored,
-    swapped pair to get the right view's disparities (twice the cost of a step).
+    swapped pair to get the right view's disparities (twice the cost of a step). With ``proxy_weight > 0`` the
+    batch must also hold ``proxy`` and ``proxy_mask`` (B, 1, h, w) (:class:`ProxyStereoDataset`), and the total
+    gains ``proxy_weight * sum_s stage_weights[s] * masked_proxy_loss(d_s, proxy, proxy_mask)``.
 
     Returns:
         ``loss(batch, trainer) -> {"total": scalar tensor (minimised), "stage0".."stage3": float (each stage's
-        loss, before the stage weights), "appearance3": float (the finest stage's appearance term)}``.
+        loss, before the stage weights), "appearance3": float (the finest stage's appearance term)}``, plus
+        ``"proxy3"`` (the finest stage's proxy loss, pixels) with ``proxy_weight > 0``.
+
+    Raises:
+        ValueError: with ``proxy_weight > 0``, for a batch without ``proxy`` and ``proxy_mask``.
     """
     def loss(batch: dict, trainer: Trainer) -> dict:
         model = trainer.models[MODEL_NAME]
@@ -168,8 +182,19 @@ def stereo_loss_callback(config: PhotometricLossConfig):
             flipped = model(right.flip(-1), left.flip(-1))
             right_stages = [disparity.flip(-1) for disparity in flipped]
         losses = self_supervised_stereo_loss(left, right, stages, valid, config, right_stages)
-        return {"total": losses.total, **{f"stage{i}": value for i, value in enumerate(losses.per_stage)},
-                f"appearance{len(losses.appearance) - 1}": losses.appearance[-1]}
+        result = {"total": losses.total, **{f"stage{i}": value for i, value in enumerate(losses.per_stage)},
+                  f"appearance{len(losses.appearance) - 1}": losses.appearance[-1]}
+        if proxy_weight > 0:
+            if "proxy" not in batch or "proxy_mask" not in batch:
+                raise ValueError("proxy_weight > 0 needs batches with 'proxy' and 'proxy_mask' (ProxyStereoDataset)")
+            # labels beyond the network's search range cannot be reached: left out
+            reachable = (batch["proxy"] < model.config["max_disparity"]).to(valid.dtype)
+            proxy_mask = batch["proxy_mask"] * valid * reachable
+            proxy_losses = [masked_proxy_loss(disparity, batch["proxy"], proxy_mask) for disparity in stages]
+            result["total"] = result["total"] + proxy_weight * sum(
+                weight * value for weight, value in zip(config.stage_weights, proxy_losses))
+            result[f"proxy{len(proxy_losses) - 1}"] = float(proxy_losses[-1].detach())
+        return result
 
     return loss
 
@@ -191,6 +216,13 @@ def train_stereo(options: TrainStereoOptions) -> dict:
                                         left_right_weight=options.left_right_weight)
     if options.first_trained_stage and not options.init:
         raise ValueError("first_trained_stage > 0 freezes earlier stages: it needs init weights to start from")
+    if not (math.isfinite(options.proxy_weight) and options.proxy_weight >= 0):
+        raise ValueError(f"proxy_weight must be finite and >= 0, got {options.proxy_weight}")
+    proxy_sgbm = None
+    if options.proxy_weight > 0:
+        from stereo_depth_ros.evaluation.proxy_validation import ConfidentSGBMConfig
+
+        proxy_sgbm = ConfidentSGBMConfig(max_disparity=options.proxy_max_disparity)
     trainer_options = TrainerOptions(
         out=options.out, steps=options.steps, batch_size=options.batch_size, seed=options.seed,
         checkpoint_every=options.checkpoint_every, stop_at=options.stop_at, keep_weights=options.keep_weights,
@@ -202,11 +234,16 @@ def train_stereo(options: TrainStereoOptions) -> dict:
     seed_everything(options.seed)
     device = resolve_device(options.device)
     out = Path(options.out)
-    dataset = ScaredKeyframeDataset(options.data, crop=tuple(options.crop), augment=True,
-                                    samples_per_epoch=options.steps * options.batch_size, seed=options.seed,
-                                    scale_range=tuple(options.scale_range),
-                                    shift_range=tuple(options.disparity_shift),
-                                    exclude=read_pair_list(options.exclude) if options.exclude else None)
+    dataset_options = dict(crop=tuple(options.crop), augment=True,
+                           samples_per_epoch=options.steps * options.batch_size, seed=options.seed,
+                           scale_range=tuple(options.scale_range), shift_range=tuple(options.disparity_shift),
+                           exclude=read_pair_list(options.exclude) if options.exclude else None)
+    if proxy_sgbm is None:
+        dataset = ScaredKeyframeDataset(options.data, **dataset_options)
+    else:
+        from stereo_depth_ros.training.proxy_supervision import ProxyStereoDataset
+
+        dataset = ProxyStereoDataset(options.data, sgbm=proxy_sgbm, cache=options.proxy_cache, **dataset_options)
     model = initial_model(options).to(device).train()
     optimizer = torch.optim.Adam(freeze_stages_before(model, options.first_trained_stage), lr=options.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_decay_factor(step, options.steps))
@@ -216,7 +253,7 @@ def train_stereo(options: TrainStereoOptions) -> dict:
         freeze_stages_before(module, options.first_trained_stage)  # frozen stages back in eval mode
 
     trainer = Trainer(trainer_options, models={MODEL_NAME: model}, optimizers={MODEL_NAME: optimizer},
-                      loss=stereo_loss_callback(loss_config), train_dataset=dataset,
+                      loss=stereo_loss_callback(loss_config, options.proxy_weight), train_dataset=dataset,
                       schedulers={MODEL_NAME: scheduler}, train_mode=train_mode, device=device,
                       weights_writers=lambda module, path, metadata: save_weights(module, path, metadata))
     training_facts = {"data": [str(d) for d in options.data], "steps": options.steps, "crop": list(options.crop),
@@ -298,7 +335,8 @@ def average_weights(paths: list[str | Path], out: str | Path) -> CoarseToFineSte
 
 def model_card(options: TrainStereoOptions, history: list[dict], device: torch.device, pairs: int) -> dict:
     """Facts about a training run: data, steps, crop, wall time, machine, final losses (mean of the last 50)."""
-    final = mean_of_last_steps(history, 50, ("total", "stage0", "stage1", "stage2", "stage3", "appearance3"))
+    final = mean_of_last_steps(history, 50, ("total", "stage0", "stage1", "stage2", "stage3", "appearance3")
+                               + (("proxy3",) if options.proxy_weight > 0 else ()))
     options_dict = asdict(options)
     options_dict.pop("extra", None)
     return {
@@ -307,6 +345,10 @@ def model_card(options: TrainStereoOptions, history: list[dict], device: torch.d
                  "Learning (AnyNet-style, 4 stages)",
         "data": [str(d) for d in options.data],
         "ground_truth_used": False,
+        "proxy_supervision": ({"weight": options.proxy_weight, "labels": "confident SGBM (left-right <= 1 px, "
+                               "uniqueness 15 %, speckle filter; evaluation.proxy_validation)",
+                               "sgbm_max_disparity": options.proxy_max_disparity}
+                              if options.proxy_weight > 0 else None),
         "pairs_trained_on": pairs,
         "held_out_pairs": options.exclude,
         "initialised_from": options.init,
