@@ -15,7 +15,18 @@ topic                                 type                             content
                                                                        the right camera's own ``cx``
 ``/stereo/gt/depth`` (optional)       ``sensor_msgs/msg/Image``        ``32FC1`` ground-truth depth, metres, NaN
                                                                        where unknown (REP-118)
+``/stereo/gt/left/image_rect``        ``sensor_msgs/msg/Image``        super-resolution bags only: the
+(optional)                                                             high-resolution (HR) left image, ``bgr8``,
+                                                                       the reference of the SR node's output
+``/stereo/gt/right/image_rect``       ``sensor_msgs/msg/Image``        the HR right image (same)
+(optional)
 ====================================  ===============================  ============================================
+
+A super-resolution bag (:func:`write_super_resolution_bag`, ``make-bag --super-resolution-scale S``) holds the
+low-resolution (LR) pair as the input images: the bicubic downscale of the HR pair by the degradation the SR training
+uses (the caller passes it, :func:`stereo_depth_ros.models.stereo_sr.bicubic_downscale`), with the camera_info of the
+HR pair scaled down by ``1 / S`` (:func:`scale_down_camera_info`, the inverse of the SR node's up-scaling), and the HR
+pair, cropped to multiples of ``S``, as the reference topics above.
 
 All messages of one frame share a header stamp; frames are ``1 / rate`` seconds apart; the bag's log time of each
 message equals its header stamp. Frame ids follow REP-103 optical frames (``stereo_left_optical_frame``,
@@ -28,10 +39,12 @@ and becomes depth ``Z = fx B / (d - (cx_left - cx_right)) = fx B / (d + doffs)``
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +66,12 @@ RIGHT_IMAGE_TOPIC = "/stereo/right/image_rect"
 LEFT_INFO_TOPIC = "/stereo/left/camera_info"
 RIGHT_INFO_TOPIC = "/stereo/right/camera_info"
 GT_DEPTH_TOPIC = "/stereo/gt/depth"
+GT_LEFT_IMAGE_TOPIC = "/stereo/gt/left/image_rect"
+GT_RIGHT_IMAGE_TOPIC = "/stereo/gt/right/image_rect"
 INPUT_TOPICS = (LEFT_IMAGE_TOPIC, RIGHT_IMAGE_TOPIC, LEFT_INFO_TOPIC, RIGHT_INFO_TOPIC)
 TOPIC_TYPES = {LEFT_IMAGE_TOPIC: IMAGE_TYPE, RIGHT_IMAGE_TOPIC: IMAGE_TYPE, LEFT_INFO_TOPIC: CAMERA_INFO_TYPE,
-               RIGHT_INFO_TOPIC: CAMERA_INFO_TYPE, GT_DEPTH_TOPIC: IMAGE_TYPE}
+               RIGHT_INFO_TOPIC: CAMERA_INFO_TYPE, GT_DEPTH_TOPIC: IMAGE_TYPE, GT_LEFT_IMAGE_TOPIC: IMAGE_TYPE,
+               GT_RIGHT_IMAGE_TOPIC: IMAGE_TYPE}
 
 LEFT_FRAME_ID = "stereo_left_optical_frame"
 RIGHT_FRAME_ID = "stereo_right_optical_frame"
@@ -181,6 +197,35 @@ def camera_info_from_message(msg) -> CameraInfoData:
                           p=tuple(float(v) for v in msg.p), distortion_model=str(msg.distortion_model))
 
 
+def scale_down_camera_info(info: CameraInfoData, scale: int) -> CameraInfoData:
+    """The camera_info of images ``scale`` times smaller (the LR input of a super-resolution bag).
+
+    Width and height are divided by ``scale`` (they must be multiples of it); K (``fx``, ``cx``, ``fy``, ``cy``) and
+    P (``fx``, ``cx``, ``Tx = -fx B``, ``fy``, ``cy``) are divided by ``scale``; D and R are unchanged. This is the
+    exact inverse of the super-resolution node's :func:`stereo_depth_ros.ros.sr_node.scale_camera_info` (image_proc's
+    resize convention), so the node's output camera_info equals the HR camera_info; the baseline
+    ``B = -Tx / fx`` (metres) is unchanged.
+
+    Args:
+        info: camera_info of the high-resolution images (pixels; baseline in metres).
+        scale: integer factor >= 1 (2 or 4 for the SR models).
+
+    Raises:
+        ValueError: for a scale that is not a positive integer, or an image size that is not a multiple of it.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    if info.width % scale or info.height % scale:
+        raise ValueError(f"camera_info size {info.width}x{info.height} is not a multiple of the scale {scale}")
+    k, p = list(info.k), list(info.p)
+    for index in (0, 2, 4, 5):
+        k[index] /= scale
+    for index in (0, 2, 3, 5, 6):
+        p[index] /= scale
+    return CameraInfoData(width=info.width // scale, height=info.height // scale, k=tuple(k), d=info.d, r=info.r,
+                          p=tuple(p), distortion_model=info.distortion_model)
+
+
 # ----------------------------------------------------------------------------------------------- writing
 
 
@@ -227,6 +272,8 @@ class StereoBagWriter:
             "left" replaced by "right" (or ``frame_id + "_right"`` when it has no "left").
         with_gt_depth: add the ``/stereo/gt/depth`` topic.
         overwrite: replace an existing bag folder.
+        with_reference_images: add the ``/stereo/gt/left/image_rect`` and ``/stereo/gt/right/image_rect`` topics
+            (the HR reference pair of a super-resolution bag; any size).
 
     Raises:
         ValueError: if the output exists (without ``overwrite``) or the camera_info pair is not a valid stereo
@@ -235,7 +282,8 @@ class StereoBagWriter:
     """
 
     def __init__(self, path: str | Path, left_info: CameraInfoData, right_info: CameraInfoData,
-                 frame_id: str = LEFT_FRAME_ID, with_gt_depth: bool = False, overwrite: bool = False) -> None:
+                 frame_id: str = LEFT_FRAME_ID, with_gt_depth: bool = False, overwrite: bool = False,
+                 with_reference_images: bool = False) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.calibration = StereoCameraModel.from_camera_info(left_info, right_info)
@@ -246,13 +294,15 @@ class StereoBagWriter:
         self.frame_id = frame_id
         self.right_frame_id = frame_id.replace("left", "right") if "left" in frame_id else frame_id + "_right"
         self.with_gt_depth = with_gt_depth
+        self.with_reference_images = with_reference_images
         self.frames = 0
         self.start_ns = self.end_ns = 0
         self._counts: Counter = Counter()
         prepare_output(self.path, overwrite)
         self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
-        topics = list(INPUT_TOPICS) + ([GT_DEPTH_TOPIC] if with_gt_depth else [])
+        topics = list(INPUT_TOPICS) + ([GT_DEPTH_TOPIC] if with_gt_depth else []) \
+            + ([GT_LEFT_IMAGE_TOPIC, GT_RIGHT_IMAGE_TOPIC] if with_reference_images else [])
         self._connections = {t: self._writer.add_connection(t, TOPIC_TYPES[t], typestore=typestore())
                              for t in topics}
 
@@ -268,19 +318,23 @@ class StereoBagWriter:
         self._counts[topic] += 1
 
     def write_frame(self, stamp_ns: int, left_bgr: np.ndarray, right_bgr: np.ndarray,
-                    gt_depth_m: np.ndarray | None = None) -> None:
-        """Write one frame: both camera_info messages, both images and (optionally) the ground-truth depth,
-        all with header stamp and log time ``stamp_ns``.
+                    gt_depth_m: np.ndarray | None = None,
+                    reference_pair: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Write one frame: both camera_info messages, both images and (optionally) the ground-truth depth and
+        the reference (HR) pair, all with header stamp and log time ``stamp_ns``.
 
         Args:
             stamp_ns: header stamp in nanoseconds; must increase from frame to frame.
             left_bgr, right_bgr: (H, W, 3) uint8 BGR (or (H, W) uint8 grey) of the camera_info size.
             gt_depth_m: (H, W) float depth in metres, NaN where unknown; required when the writer was made
                 ``with_gt_depth``, refused otherwise.
+            reference_pair: (left, right) (H', W', 3) uint8 BGR reference images of one size (the HR pair of a
+                super-resolution bag); required when the writer was made ``with_reference_images``, refused
+                otherwise.
 
         Raises:
             ValueError: for images of another size than the camera_info, different left/right shapes, a missing
-                or unexpected depth, or a stamp that does not increase.
+                or unexpected depth or reference pair, or a stamp that does not increase.
         """
         size = (self.left_info.height, self.left_info.width)
         for side, image in (("left", left_bgr), ("right", right_bgr)):
@@ -295,6 +349,19 @@ class StereoBagWriter:
                              f"{'missing' if self.with_gt_depth else 'given but the bag was opened without it'}")
         if self.frames and stamp_ns <= self.end_ns:
             raise ValueError(f"frame {self.frames}: stamp {stamp_ns} ns does not increase (last {self.end_ns} ns)")
+        if (reference_pair is not None) != self.with_reference_images:
+            state = "missing" if self.with_reference_images else "given but the bag was opened without it"
+            raise ValueError(f"frame {self.frames}: the reference pair is {state}")
+        if reference_pair is not None:
+            reference_left, reference_right = reference_pair
+            for side, image in (("left", reference_left), ("right", reference_right)):
+                if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 \
+                        or image.dtype != np.uint8:
+                    raise ValueError(f"frame {self.frames}: the {side} reference image must be (H, W, 3) uint8 BGR, "
+                                     f"got {getattr(image, 'shape', type(image))} {getattr(image, 'dtype', '')}")
+            if reference_left.shape != reference_right.shape:
+                raise ValueError(f"frame {self.frames}: the reference images differ in size: "
+                                 f"{reference_left.shape} vs {reference_right.shape}")
         self._write(LEFT_INFO_TOPIC, camera_info_message(self.left_info, stamp_ns, self.frame_id), stamp_ns)
         self._write(RIGHT_INFO_TOPIC, camera_info_message(self.right_info, stamp_ns, self.right_frame_id), stamp_ns)
         self._write(LEFT_IMAGE_TOPIC, image_message(left_bgr, stamp_ns, self.frame_id), stamp_ns)
@@ -306,6 +373,10 @@ class StereoBagWriter:
                                  f"images are {size[1]}x{size[0]}")
             depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan)).astype(np.float32)
             self._write(GT_DEPTH_TOPIC, image_message(depth, stamp_ns, self.frame_id), stamp_ns)
+        if reference_pair is not None:
+            self._write(GT_LEFT_IMAGE_TOPIC, image_message(reference_pair[0], stamp_ns, self.frame_id), stamp_ns)
+            self._write(GT_RIGHT_IMAGE_TOPIC, image_message(reference_pair[1], stamp_ns, self.right_frame_id),
+                        stamp_ns)
         if not self.frames:
             self.start_ns = stamp_ns
         self.end_ns = stamp_ns
@@ -329,7 +400,8 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
                      calibration: StereoCameraModel | tuple[CameraInfoData, CameraInfoData],
                      gt_depths: Iterable[np.ndarray | None] | None = None, rate_hz: float = 10.0,
                      frame_id: str = LEFT_FRAME_ID, start_stamp_ns: int | None = None, overwrite: bool = False,
-                     total: int | None = None, progress: bool = False) -> StereoBagSummary:
+                     total: int | None = None, progress: bool = False,
+                     reference_pairs: Iterable[tuple[np.ndarray, np.ndarray]] | None = None) -> StereoBagSummary:
     """Write a stereo bag from images in memory (or any iterables, consumed lazily).
 
     Args:
@@ -344,13 +416,15 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
         overwrite: replace an existing bag folder.
         total: number of frames, for the progress bar only.
         progress: show a tqdm progress bar.
+        reference_pairs: optional (left, right) reference images, (H', W', 3) uint8 BGR, one pair per frame,
+            written to ``/stereo/gt/left/image_rect`` and ``/stereo/gt/right/image_rect`` (super-resolution bags).
 
     Returns:
         :class:`StereoBagSummary` of the bag written.
 
     Raises:
-        ValueError: for a rate <= 0, no frames, different numbers of left/right images or depths, image/depth
-            sizes that disagree with the calibration, or an existing output.
+        ValueError: for a rate <= 0, no frames, different numbers of left/right images, depths or reference
+            pairs, image/depth sizes that disagree with the calibration, or an existing output.
     """
     if not np.isfinite(rate_hz) or rate_hz <= 0:
         raise ValueError(f"rate must be a positive number of frames per second, got {rate_hz}")
@@ -359,6 +433,7 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
     period_ns = 1e9 / rate_hz
     left_iter, right_iter = iter(lefts), iter(rights)
     depth_iter = iter(gt_depths) if gt_depths is not None else None
+    reference_iter = iter(reference_pairs) if reference_pairs is not None else None
     sentinel = object()
     first_left = next(left_iter, sentinel)
     if first_left is sentinel:
@@ -370,7 +445,7 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
     out = Path(out)
     bar = tqdm(total=total, desc=f"writing {out.name}", unit="frame", disable=not progress)
     writer = StereoBagWriter(out, *infos, frame_id=frame_id, with_gt_depth=depth_iter is not None,
-                             overwrite=overwrite)
+                             overwrite=overwrite, with_reference_images=reference_iter is not None)
     try:
         index, left = 0, first_left
         while left is not sentinel:
@@ -380,7 +455,10 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
             depth = next(depth_iter, sentinel) if depth_iter is not None else None
             if depth is sentinel:
                 raise ValueError(f"{index + 1} or more stereo pairs but only {index} ground-truth depths")
-            writer.write_frame(start_stamp_ns + int(round(index * period_ns)), left, right, depth)
+            reference = next(reference_iter, sentinel) if reference_iter is not None else None
+            if reference is sentinel:
+                raise ValueError(f"{index + 1} or more stereo pairs but only {index} reference pairs")
+            writer.write_frame(start_stamp_ns + int(round(index * period_ns)), left, right, depth, reference)
             bar.update()
             index += 1
             left = next(left_iter, sentinel)
@@ -388,6 +466,8 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
             raise ValueError(f"{index} left images but more right images")
         if depth_iter is not None and next(depth_iter, sentinel) is not sentinel:
             raise ValueError(f"{index} stereo pairs but more ground-truth depths")
+        if reference_iter is not None and next(reference_iter, sentinel) is not sentinel:
+            raise ValueError(f"{index} stereo pairs but more reference pairs")
     except BaseException:
         writer.close()
         shutil.rmtree(out, ignore_errors=True)  # no half-written bag left behind
@@ -396,6 +476,75 @@ def write_stereo_bag(out: str | Path, lefts: Iterable[np.ndarray], rights: Itera
         bar.close()
     writer.close()
     return writer.summary()
+
+
+def write_super_resolution_bag(out: str | Path, hr_lefts: Iterable[np.ndarray], hr_rights: Iterable[np.ndarray],
+                               calibration: StereoCameraModel | tuple[CameraInfoData, CameraInfoData], scale: int,
+                               degrade: Callable[[np.ndarray, int], np.ndarray], **options) -> StereoBagSummary:
+    """Write a super-resolution bag (module doc): the LR pair as the inputs, the HR pair as the reference.
+
+    Each HR image is cropped to the top-left part whose sides are multiples of ``scale`` (as the SR evaluation
+    does); the LR image is ``degrade(hr, scale)`` (pass
+    :func:`stereo_depth_ros.models.stereo_sr.bicubic_downscale`, the SR training's antialiased bicubic downscale;
+    this data layer does not import the models); the camera_info of the cropped HR size is scaled down by
+    :func:`scale_down_camera_info`.
+
+    Args:
+        out: bag folder to create.
+        hr_lefts, hr_rights: (H, W, 3) uint8 BGR rectified HR images, same count and size.
+        calibration: the HR calibration: a :class:`StereoCameraModel` (camera_info for the cropped HR size) or a
+            ``(left, right)`` :class:`CameraInfoData` pair of the HR images (cropping keeps the top-left corner, so
+            K and P are unchanged).
+        scale: 2 or 4 (any integer >= 2 is written; the SR node runs the models' scale).
+        degrade: ``(hr (H, W, 3) uint8, scale) -> lr (H / scale, W / scale, 3) uint8``.
+        options: ``rate_hz``, ``frame_id``, ``start_stamp_ns``, ``overwrite``, ``total``, ``progress`` of
+            :func:`write_stereo_bag` (no ground-truth depth).
+
+    Returns:
+        :class:`StereoBagSummary` (size and calibration of the LR inputs).
+
+    Raises:
+        ValueError: for a scale below 2, images smaller than the scale, a degradation that returns another size,
+            and as :func:`write_stereo_bag`.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2:
+        raise ValueError(f"the super-resolution scale must be an integer >= 2, got {scale!r}")
+    if "gt_depths" in options:
+        raise ValueError("a super-resolution bag has no ground-truth depth (its reference is the HR pair)")
+
+    def crop(image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[0] // scale * scale, image.shape[1] // scale * scale
+        if height == 0 or width == 0:
+            raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} pixels is smaller than the scale {scale}")
+        return np.ascontiguousarray(image[:height, :width])
+
+    hr_pairs = ((crop(left), crop(right)) for left, right in zip(hr_lefts, hr_rights, strict=True))
+    first = next(hr_pairs, None)
+    if first is None:
+        raise ValueError("no stereo pairs to write")
+    height, width = first[0].shape[:2]
+    if isinstance(calibration, StereoCameraModel):
+        hr_infos = stereo_camera_infos(calibration, width, height)
+    else:
+        for info in calibration:
+            if (info.width // scale * scale, info.height // scale * scale) != (width, height):
+                raise ValueError(f"camera_info of {info.width}x{info.height} images does not fit HR images of "
+                                 f"{width}x{height} (after cropping to multiples of {scale})")
+        hr_infos = tuple(dataclasses.replace(info, width=width, height=height) for info in calibration)
+    lr_infos = (scale_down_camera_info(hr_infos[0], scale), scale_down_camera_info(hr_infos[1], scale))
+
+    def low_resolution(image: np.ndarray) -> np.ndarray:
+        small = degrade(image, scale)
+        if not isinstance(small, np.ndarray) or small.shape[:2] != (image.shape[0] // scale, image.shape[1] // scale):
+            raise ValueError(f"the degradation turned a {image.shape[1]}x{image.shape[0]} image into "
+                             f"{getattr(small, 'shape', type(small))}, not 1/{scale} of it")
+        return small
+
+    # One pass over the pairs, consumed in step by the writer (tee keeps only the pair of the frame being written).
+    lefts, rights, references = itertools.tee(itertools.chain([first], hr_pairs), 3)
+    return write_stereo_bag(out, (low_resolution(pair[0]) for pair in lefts),
+                            (low_resolution(pair[1]) for pair in rights), lr_infos, reference_pairs=references,
+                            **options)
 
 
 # ----------------------------------------------------------------------------------------------- folders
@@ -408,7 +557,8 @@ def make_bag_from_folders(left_dir: str | Path, right_dir: str | Path, out: str 
                           gt_disparity_dir: str | Path | None = None, gt_depth_dir: str | Path | None = None,
                           depth_scale: float = 1.0, gt_depth_encoding: str = "auto", rate_hz: float = 10.0,
                           frame_id: str = LEFT_FRAME_ID, start_stamp_ns: int | None = None,
-                          overwrite: bool = False, progress: bool = True) -> StereoBagSummary:
+                          overwrite: bool = False, progress: bool = True, super_resolution_scale: int | None = None,
+                          degrade: Callable[[np.ndarray, int], np.ndarray] | None = None) -> StereoBagSummary:
     """Write a stereo bag from folders of rectified images (the ``stereo-depth-ros make-bag`` command).
 
     Calibration: either two camera_calibration_parsers YAML files (left, right; the right projection matrix
@@ -425,14 +575,23 @@ def make_bag_from_folders(left_dir: str | Path, right_dir: str | Path, out: str 
     Ground-truth files are paired with the left images by
     :func:`~stereo_depth_ros.evaluation.readers.match_ground_truth`.
 
+    With ``super_resolution_scale`` S (and ``degrade``, see :func:`write_super_resolution_bag`) the folders hold the
+    HR pairs and the calibration is theirs: the bag gets the LR pairs as inputs and the HR pairs as the reference
+    (no ground-truth depth).
+
     Returns:
         :class:`StereoBagSummary`.
 
     Raises:
         FileNotFoundError: for a missing folder or file.
         ValueError: for mismatched file names, a missing or double calibration, both ground-truth kinds, sizes
-            that disagree, or an existing output.
+            that disagree, ground truth or no ``degrade`` with ``super_resolution_scale``, or an existing output.
     """
+    if super_resolution_scale is not None and (gt_disparity_dir is not None or gt_depth_dir is not None):
+        raise ValueError("a super-resolution bag has no ground-truth depth or disparity (its reference is the HR pair)")
+    if super_resolution_scale is not None and degrade is None:
+        raise ValueError("a super-resolution bag needs the degradation (degrade), e.g. the SR training's "
+                         "bicubic_downscale")
     pairs = pair_stereo_folders(left_dir, right_dir)
     first = read_image_bgr(pairs[0][0])
     height, width = first.shape[:2]
@@ -456,6 +615,12 @@ def make_bag_from_folders(left_dir: str | Path, right_dir: str | Path, out: str 
     if gt_disparity_dir is not None and gt_depth_dir is not None:
         raise ValueError("give either ground-truth disparity or ground-truth depth, not both")
     lefts = [left for left, _ in pairs]
+    if super_resolution_scale is not None:
+        return write_super_resolution_bag(out, (read_image_bgr(p) for p in lefts),
+                                          (read_image_bgr(p) for _, p in pairs), infos, super_resolution_scale,
+                                          degrade, rate_hz=rate_hz, frame_id=frame_id,
+                                          start_stamp_ns=start_stamp_ns, overwrite=overwrite, total=len(pairs),
+                                          progress=progress)
     gt_depths = None
     if gt_disparity_dir is not None:
         gt_files = match_ground_truth(lefts, gt_disparity_dir, DISPARITY_SUFFIXES, "ground-truth disparity")
@@ -494,7 +659,7 @@ def inspect_stereo_bag(path: str | Path, require_stereo: bool = True) -> StereoB
     if require_stereo and missing:
         raise ValueError(f"bag {path} lacks the stereo topics {missing}; it has {sorted(declared) or 'no topics'}. "
                          f"Make a stereo bag with 'stereo-depth-ros make-bag'")
-    for topic in INPUT_TOPICS + (GT_DEPTH_TOPIC,):
+    for topic in INPUT_TOPICS + (GT_DEPTH_TOPIC, GT_LEFT_IMAGE_TOPIC, GT_RIGHT_IMAGE_TOPIC):
         if topic in declared and declared[topic][0] != TOPIC_TYPES[topic]:
             raise ValueError(f"bag {path}: topic {topic} has type {declared[topic][0]}, expected {TOPIC_TYPES[topic]}")
     counts: Counter = Counter()

@@ -10,11 +10,13 @@ Array names (the keys of ``outputs`` and ``ground_truth``) and their conventions
   where invalid (see :mod:`stereo_depth_ros.geometry`).
 - ``"depth"``: (H, W) float32 depth in metres; NaN, ``+inf`` and ``-inf`` (REP-117's no measurement, too far and
   too near) are all invalid here.
-- Planned: ``"mask"`` (H, W) integer class labels, ``"image"`` (H, W, 3) uint8 BGR.
+- ``"mask"``: (H, W) integer class labels.
+- ``"left_image"``, ``"right_image"``: (H, W, 3) uint8 BGR images of the left and right view (a super-resolved pair
+  and its high-resolution reference).
 
 Registered now: ``"disparity-depth"`` (:class:`DisparityDepthScorer`), ``"mono-depth"``
-(:class:`MonoDepthScorer`, the monodepth2 protocol) and ``"mask-iou"`` (:class:`MaskIoUScorer`, instrument masks).
-Planned: super-resolution PSNR.
+(:class:`MonoDepthScorer`, the monodepth2 protocol), ``"mask-iou"`` (:class:`MaskIoUScorer`, instrument masks) and
+``"super-resolution"`` (:class:`SuperResolutionScorer`, PSNR and SSIM as iPASSR).
 """
 
 from __future__ import annotations
@@ -307,3 +309,58 @@ class MaskIoUScorer(Scorer):
 
 
 register_scorer(MaskIoUScorer.name, MaskIoUScorer)
+
+
+class SuperResolutionScorer(Scorer):
+    """A super-resolved stereo pair against the high-resolution (HR) reference pair (issue 12): PSNR (dB) on RGB in
+    [0, 1] without a Y channel, and SSIM, per view and their mean ``(left + right) / 2``, as iPASSR reports them
+    (Wang et al., CVPRW 2021, section 4.1; :mod:`stereo_depth_ros.evaluation.sr_metrics`, the functions
+    ``eval-sr`` uses). Both metrics treat the three channels alike, so BGR order gives the RGB values.
+
+    Arrays: ``outputs["left_image"]`` / ``outputs["right_image"]`` and ``ground_truth["left_image"]`` /
+    ``ground_truth["right_image"]``, (H, W, 3) uint8 BGR of the same size per view. A view without output or
+    reference is left out (None), and the means need both views.
+    """
+
+    name = "super-resolution"
+    output_kinds = ("left_image", "right_image")
+    ground_truth_kinds = ("left_image", "right_image")
+    metric_labels = {
+        "psnr_db": "PSNR, (left + right) / 2 (dB)",
+        "psnr_left_db": "PSNR left (dB)",
+        "psnr_right_db": "PSNR right (dB)",
+        "ssim": "SSIM, (left + right) / 2",
+        "ssim_left": "SSIM left",
+        "ssim_right": "SSIM right",
+    }
+
+    def score(self, outputs: Mapping[str, np.ndarray], ground_truth: Mapping[str, np.ndarray],
+              camera: StereoCameraModel | None) -> dict[str, float | None]:
+        """See the class doc.
+
+        Raises:
+            ValueError: when no view has both an output and a reference, or for an output whose size differs from
+                its reference (e.g. a node with another scale than the bag's), naming the view.
+        """
+        from stereo_depth_ros.evaluation.sr_metrics import psnr, ssim
+
+        result: dict[str, float | None] = {key: None for key in self.metric_labels}
+        views = [side for side in ("left", "right") if f"{side}_image" in outputs and f"{side}_image" in ground_truth]
+        if not views:
+            raise ValueError(f"the {self.name} scorer needs an output and a reference image of one view "
+                             f"('left_image' or 'right_image'), got outputs {sorted(outputs) or 'none'} and ground "
+                             f"truth {sorted(ground_truth) or 'none'}")
+        for side in views:
+            estimate, reference = outputs[f"{side}_image"], ground_truth[f"{side}_image"]
+            if np.shape(estimate) != np.shape(reference):
+                raise ValueError(f"the {side} super-resolved image is {np.shape(estimate)} but its reference is "
+                                 f"{np.shape(reference)} (is the node's scale the bag's?)")
+            result[f"psnr_{side}_db"] = psnr(estimate, reference)
+            result[f"ssim_{side}"] = ssim(estimate, reference)
+        if len(views) == 2:
+            result["psnr_db"] = (result["psnr_left_db"] + result["psnr_right_db"]) / 2
+            result["ssim"] = (result["ssim_left"] + result["ssim_right"]) / 2
+        return result
+
+
+register_scorer(SuperResolutionScorer.name, SuperResolutionScorer)

@@ -56,6 +56,12 @@ def _add_make_bag(sub) -> None:
     parser.add_argument("--gt-depth-encoding", choices=("auto", "bdis"), default="auto",
                         help="'bdis': BDIS synthetic colour-coded depth PNGs, depth = (B+1)/256 + 100 (G+1)/256 + "
                              "(R+1)/256 - 0.5 in the renderer's unit (the 0.5 as BDIS's Main_synthetic.m)")
+    parser.add_argument("--super-resolution-scale", type=int, choices=(2, 4), default=None, metavar="S",
+                        help="make a bag for super_resolution_node: the folders hold the high-resolution (HR) pairs "
+                             "(and the calibration is theirs); the inputs become the bicubic downscale by S (2 or 4; "
+                             "antialiased, the SR training's degradation) with camera_info scaled by 1/S, and the HR "
+                             "pairs (cropped to multiples of S) go to /stereo/gt/left/image_rect and "
+                             "/stereo/gt/right/image_rect as the replay's reference")
     parser.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps in Hz (default %(default)s)")
     parser.add_argument("--frame-id", default="stereo_left_optical_frame",
                         help="left optical frame id (REP-103); the right one replaces 'left' by 'right'")
@@ -77,6 +83,12 @@ def run_make_bag(args: argparse.Namespace) -> int:
         raise ValueError("--baseline-m, --cx, --cy and --cx-right go with --focal-px, not with --camera-info-yaml")
     if args.gt_depth is None and (args.depth_scale != 1.0 or args.gt_depth_encoding != "auto"):
         raise ValueError("--depth-scale and --gt-depth-encoding need --gt-depth")
+    degrade = None
+    if args.super_resolution_scale is not None:
+        if args.gt_depth is not None or args.gt_disparity is not None:
+            raise ValueError("--super-resolution-scale makes the HR pair the reference; it takes no --gt-depth or "
+                             "--gt-disparity")
+        from stereo_depth_ros.models.stereo_sr import bicubic_downscale as degrade
     start_ns = None if args.start_time is None else int(round(args.start_time * 1e9))
     summary = make_bag_from_folders(
         args.left, args.right, args.out,
@@ -84,12 +96,15 @@ def run_make_bag(args: argparse.Namespace) -> int:
         focal_px=args.focal_px, baseline_m=args.baseline_m, cx=args.cx, cy=args.cy, cx_right=args.cx_right,
         gt_disparity_dir=args.gt_disparity, gt_depth_dir=args.gt_depth, depth_scale=args.depth_scale,
         gt_depth_encoding=args.gt_depth_encoding, rate_hz=args.rate, frame_id=args.frame_id,
-        start_stamp_ns=start_ns, overwrite=args.overwrite)
+        start_stamp_ns=start_ns, overwrite=args.overwrite, super_resolution_scale=args.super_resolution_scale,
+        degrade=degrade)
     calibration = summary.calibration
     print(f"wrote {summary.path}: {summary.frames} stereo pairs {summary.width}x{summary.height} at {args.rate} Hz, "
           f"fx = {calibration.fx:.3f} px, cx = {calibration.cx:.3f} px, cx_right = {calibration.cx_right:.3f} px "
           f"(doffs {calibration.disparity_offset_px:.3f} px), baseline = {calibration.baseline_m * 1000:.3f} mm"
-          f"{', with ground-truth depth' if summary.has_gt_depth else ''}")
+          f"{', with ground-truth depth' if summary.has_gt_depth else ''}"
+          + (f", low-resolution inputs (bicubic x1/{args.super_resolution_scale}) with the HR pairs as reference"
+             if args.super_resolution_scale else ""))
     for topic, (msgtype, count) in summary.topics.items():
         print(f"  {topic}  {msgtype}  {count} messages")
     return 0
@@ -121,7 +136,9 @@ def _add_replay(sub) -> None:
                     "messages with their recorded stamps (--pace lockstep or bag), record the node's outputs "
                     "(stereo: /stereo/disparity, /stereo/depth, /stereo/points2) into DIR/outputs (rosbag2 MCAP) and "
                     "write DIR/report.json, DIR/report.md and DIR/contact_sheet.png (metrics against the bag's "
-                    "ground truth, /stereo/gt/depth, when it has it).")
+                    "ground truth, /stereo/gt/depth, when it has it; for super_resolution_node, a bag from "
+                    "make-bag --super-resolution-scale: PSNR/SSIM per view against "
+                    "/stereo/gt/{left,right}/image_rect).")
     parser.add_argument("bag", type=Path, help="stereo bag folder (see make-bag)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--rate", type=float, default=None,
@@ -145,9 +162,13 @@ def _print_report(report: dict, out_dir: Path) -> None:
         def show(key: str, unit: str) -> str:
             return "n/a" if scores.get(key) is None else f"{scores[key]:.2f} {unit}"
 
-        print(f"accuracy ({scores['frames_evaluated']} frames): depth MAE {show('mae_mm', 'mm')}, RMSE "
-              f"{show('rmse_mm', 'mm')} (depth on {show('depth_density_pct', '%')} of the GT pixels); disparity "
-              f"EPE {show('epe_px', 'px')} (on {show('density_pct', '%')})")
+        if "psnr_db" in scores:  # super-resolution node: its SR pair against the bag's HR pair
+            print(f"accuracy ({scores['frames_evaluated']} frames): PSNR {show('psnr_db', 'dB')} (left "
+                  f"{show('psnr_left_db', 'dB')}, right {show('psnr_right_db', 'dB')}), SSIM {show('ssim', '')}")
+        else:
+            print(f"accuracy ({scores['frames_evaluated']} frames): depth MAE {show('mae_mm', 'mm')}, RMSE "
+                  f"{show('rmse_mm', 'mm')} (depth on {show('depth_density_pct', '%')} of the GT pixels); disparity "
+                  f"EPE {show('epe_px', 'px')} (on {show('density_pct', '%')})")
     problems = report.get("node_problems") or {}
     if problems.get("counts"):
         print(f"the node reported problems {problems['counts']}; last: {problems['last']}")

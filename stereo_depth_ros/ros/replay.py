@@ -235,6 +235,42 @@ SEGMENTATION_FRAME_SPEC = FrameSpec(
 register_frame_spec(SEGMENTATION_FRAME_SPEC)
 
 
+def decode_colour_image(msg, camera: StereoCameraModel | None) -> np.ndarray:
+    """(H, W, 3) uint8 BGR pixels of a rosbags colour ``sensor_msgs/Image`` (``bgr8``, ``rgb8``, ``bgra8``,
+    ``rgba8``).
+
+    Raises:
+        ValueError: for another encoding (e.g. ``mono8``), naming it.
+    """
+    if msg.encoding not in ("bgr8", "rgb8", "bgra8", "rgba8"):
+        raise ValueError(f"a colour image must have encoding bgr8, rgb8, bgra8 or rgba8, got {msg.encoding!r}")
+    return bag_io.image_to_array(msg)
+
+
+#: The super-resolution node (issue 12) on a super-resolution bag (``make-bag --super-resolution-scale S``): the
+#: LR pair with its camera_info in, the SR pair out, scored by PSNR/SSIM per view against the bag's HR pair
+#: (``gt/left/image_rect``, ``gt/right/image_rect``). A frame is out once the SR pair and its scaled camera_info
+#: have arrived (all four are recorded).
+SUPER_RESOLUTION_FRAME_SPEC = FrameSpec(
+    node_kind="super_resolution_node",
+    inputs={"left/image_rect": IMAGE_TYPE, "right/image_rect": IMAGE_TYPE, "left/camera_info": CAMERA_INFO_TYPE,
+            "right/camera_info": CAMERA_INFO_TYPE},
+    frame_topics=("left/image_rect", "right/image_rect"),
+    outputs={"super_resolved/left/image_rect": IMAGE_TYPE, "super_resolved/right/image_rect": IMAGE_TYPE,
+             "super_resolved/left/camera_info": CAMERA_INFO_TYPE,
+             "super_resolved/right/camera_info": CAMERA_INFO_TYPE},
+    ground_truth={"gt/left/image_rect": IMAGE_TYPE, "gt/right/image_rect": IMAGE_TYPE},
+    decoders={"super_resolved/left/image_rect": ("left_image", decode_colour_image),
+              "super_resolved/right/image_rect": ("right_image", decode_colour_image),
+              "gt/left/image_rect": ("left_image", decode_colour_image),
+              "gt/right/image_rect": ("right_image", decode_colour_image)},
+    scorers=("super-resolution",),
+    camera_info=("left/camera_info", "right/camera_info"),
+    sheet_outputs=("super_resolved/left/image_rect",),
+)
+register_frame_spec(SUPER_RESOLUTION_FRAME_SPEC)
+
+
 def _absolute(namespace: str, topic: str) -> str:
     return f"{namespace.rstrip('/')}/{topic}"
 

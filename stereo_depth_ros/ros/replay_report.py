@@ -126,7 +126,11 @@ def write_contact_sheet(input_bag: str | Path, outputs_bag: str | Path, path: st
         for column, topic in enumerate(shown, start=1):
             name, decode = spec.decoders[topic]
             axis = axes[row, column]
-            if stamp in outputs[topic]:
+            if stamp in outputs[topic] and name.endswith("_image"):  # a colour image (BGR): shown as it is
+                values = decode(bag_io.deserialize(outputs[topic][stamp], spec.outputs[topic]), camera)
+                axis.imshow(values[..., ::-1])
+                axis.set_title(f"{topic} ({values.shape[1]}x{values.shape[0]})", fontsize=9)
+            elif stamp in outputs[topic]:
                 values = decode(bag_io.deserialize(outputs[topic][stamp], spec.outputs[topic]), camera)
                 finite = values[np.isfinite(values)]
                 vmax = float(np.percentile(finite, 98)) if finite.size else None
@@ -233,9 +237,14 @@ def report_markdown(report: dict) -> str:
         lines += ["", f"## Accuracy against the bag's ground truth ({scores['frames_evaluated']} frames, means over "
                       f"frames)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {label} | {_fmt(scores.get(key), 3)} |" for key, label in labels.items()]
-        lines += ["", "Ground-truth disparity is the image disparity of the ground-truth depth with the camera model, "
-                      "d = fx B / Z - doffs; depth errors compare the published depth with the ground-truth depth on "
-                      "pixels where both are finite (NaN and +-inf, REP-117, are invalid)."]
+        if "psnr_db" in labels:
+            lines += ["", "The node's super-resolved pair against the bag's high-resolution pair (the bag's inputs are "
+                          "its bicubic downscale): PSNR on RGB in [0, 1] without a Y channel and SSIM, per view and "
+                          "(left + right) / 2, as iPASSR (stereo_depth_ros.evaluation.sr_metrics)."]
+        else:
+            lines += ["", "Ground-truth disparity is the image disparity of the ground-truth depth with the camera "
+                          "model, d = fx B / Z - doffs; depth errors compare the published depth with the ground-truth "
+                          "depth on pixels where both are finite (NaN and +-inf, REP-117, are invalid)."]
     else:
         lines += ["", "No ground truth in the bag (or no scorer for this node kind): no accuracy metrics."]
     lines += ["", "Latency: from publishing a frame's last input image to receiving the frame's last output, in this "
