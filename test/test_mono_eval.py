@@ -177,6 +177,26 @@ def test_fusion_row_fills_the_stereo_gaps(motorcycle):
     np.testing.assert_array_equal(depths["depth-filled"][stereo_valid], depths["stereo"][stereo_valid])
 
 
+def test_confident_stereo_row_and_its_filling(motorcycle):
+    """With a confidence threshold the stereo-confident row drops the low-confidence pixels (less dense, smaller
+    error than dense stereo on what it keeps) and depth-filled fills exactly those pixels from the model."""
+    from stereo_depth_ros.commands.mono import build_stereo
+
+    model = OracleDepth("oracle", motorcycle["depth"], 3.0, False)
+    stereo = build_stereo(motorcycle["camera"], confidence_threshold=0.3)
+    rows, depths = evaluate_frame(motorcycle["left"], motorcycle["depth"], [model], right_bgr=motorcycle["right"],
+                                  stereo=stereo, max_depth_m=10.0, fusion=True)
+    by_name = {row["model"]: row for row in mean_rows(rows)}
+    assert by_name["stereo-confident"]["density_pct"] < by_name["stereo"]["density_pct"]
+    assert by_name["stereo-confident"]["abs_rel"] < by_name["stereo"]["abs_rel"]
+    confident = np.isfinite(depths["stereo-confident"])
+    np.testing.assert_array_equal(depths["depth-filled"][confident], depths["stereo-confident"][confident])
+    dropped = ~confident & np.isfinite(depths["stereo"])
+    assert dropped.any() and not np.array_equal(depths["depth-filled"][dropped], depths["stereo"][dropped])
+    with pytest.raises(ValueError, match="confidence_threshold"):
+        build_stereo(motorcycle["camera"], confidence_threshold=1.5)
+
+
 def test_mono_depth_scorer_for_the_replay():
     from stereo_depth_ros.evaluation.scorers import create_scorer
 

@@ -66,6 +66,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     many.add_argument("--fusion", action="store_true",
                       help="also score depth-filled: stereo where valid, the first model aligned to stereo "
                            "elsewhere")
+    many.add_argument("--fusion-confidence-threshold", type=float, default=0.0, metavar="T",
+                      help="with --fusion: make stereo pixels of confidence below T invalid first, as the stereo "
+                           "node's confidence_threshold does (adds the stereo-confident row; default 0: off)")
     many.add_argument("--figure-dir", metavar="DIR", help="write input | GT | each model for each set's first "
                                                           "frame to DIR/<set>.png")
     many.add_argument("--markdown-out", metavar="FILE", help="also write the markdown tables to FILE")
@@ -122,12 +125,13 @@ def build_models(names: list[str] | None, backend: str = "auto") -> list:
     return models
 
 
-def build_stereo(camera, backend: str = "auto"):
-    """The ``stereo`` baseline: the packaged coarse-to-fine network on the pair, depth with ``camera``."""
+def build_stereo(camera, backend: str = "auto", confidence_threshold: float = 0.0):
+    """The ``stereo`` baseline: the packaged coarse-to-fine network on the pair, depth with ``camera``; with
+    ``confidence_threshold`` > 0 also its depth without the pixels of lower confidence (``stereo-confident``)."""
     from stereo_depth_ros.evaluation.mono_evaluate import StereoDepth
     from stereo_depth_ros.models.registry import create_estimator
 
-    return StereoDepth(create_estimator("coarse-to-fine", backend=backend), camera)
+    return StereoDepth(create_estimator("coarse-to-fine", backend=backend), camera, confidence_threshold)
 
 
 @contextlib.contextmanager
@@ -240,6 +244,8 @@ def _run_eval_mono_dataset(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be a positive number of frames, got {args.limit}")
     if args.every <= 0:
         raise ValueError(f"--every must be a positive number, got {args.every}")
+    if not 0.0 <= args.fusion_confidence_threshold <= 1.0:
+        raise ValueError(f"--fusion-confidence-threshold must lie in [0, 1], got {args.fusion_confidence_threshold}")
     documents, sections = [], []
     with _stdout_to_stderr():
         models = build_models(args.model, args.backend)
@@ -261,7 +267,7 @@ def _run_eval_mono_dataset(args: argparse.Namespace) -> int:
                 stereo = None
                 if not args.no_stereo and right is not None and camera is not None:
                     if stereo_network is None:
-                        stereo_network = build_stereo(camera, args.backend)
+                        stereo_network = build_stereo(camera, args.backend, args.fusion_confidence_threshold)
                     stereo_network.camera = camera
                     stereo = stereo_network
                 rows, depths = evaluate_frame(image, gt, models, right_bgr=right, stereo=stereo,

@@ -16,6 +16,10 @@ Rows (one per method and frame; :func:`mean_rows` averages them over frames as m
   given (:class:`StereoDepth`); metric, scaled only with ``median_scaling=True``.
 - ``depth-filled`` (with ``fusion=True`` and a stereo method): stereo where valid, the first model's depth aligned
   to stereo elsewhere (:func:`~.depth_fusion.fuse_depth`), never scaled.
+- ``stereo-confident`` (with ``fusion=True`` and a stereo method whose ``confidence_threshold`` is above 0): the
+  stereo depth with the pixels whose confidence is below the threshold made invalid (NaN), as the stereo node's
+  ``confidence_threshold`` parameter does; ``depth-filled`` then fills those pixels (and the no-match band) with
+  the aligned monocular depth. Its ``density_pct`` says how much of the GT it covers.
 
 Timing (``runtime_ms``): wall time of one ``predict`` (or stereo ``estimate``) call with ``time.perf_counter``,
 after one untimed call per method and image size (the ONNX back-end builds a graph per input size).
@@ -39,6 +43,7 @@ from stereo_depth_ros.images import check_image
 
 GT_MEAN = "gt-mean"
 STEREO = "stereo"
+STEREO_CONFIDENT = "stereo-confident"
 DEPTH_FILLED = "depth-filled"
 
 JSON_ROW_KEYS = ("model", "median_scaling", "scale", "abs_rel", "sq_rel", "rmse_m", "rmse_log", "delta1", "delta2",
@@ -65,23 +70,54 @@ class StereoDepth:
             px, ...]``, coarse to fine).
         camera: the pair's :class:`~stereo_depth_ros.geometry.StereoCameraModel` (``Z = fx B / (d - (cx -
             cx_right))``).
+        confidence_threshold: in [0, 1]; above 0, :meth:`depth_and_confident_depth` also gives the depth with the
+            pixels of confidence below it made NaN (the estimator must offer ``estimate_with_confidence(left_bgr,
+            right_bgr) -> (disparities, (H, W) confidence in [0, 1])``), as the stereo node's
+            ``confidence_threshold`` parameter does.
 
     Attributes:
         name: ``"stereo"``; metric: True.
+
+    Raises:
+        ValueError: without a camera, for a threshold outside [0, 1], or a threshold above 0 with an estimator
+            that has no ``estimate_with_confidence``.
     """
 
     name = STEREO
     metric = True
 
-    def __init__(self, estimator, camera: StereoCameraModel) -> None:
+    def __init__(self, estimator, camera: StereoCameraModel, confidence_threshold: float = 0.0) -> None:
         if camera is None:
             raise ValueError("the stereo baseline needs the pair's calibration (focal length and baseline)")
+        if not 0.0 <= float(confidence_threshold) <= 1.0:
+            raise ValueError(f"confidence_threshold must lie in [0, 1], got {confidence_threshold}")
+        if confidence_threshold > 0 and not hasattr(estimator, "estimate_with_confidence"):
+            raise ValueError(f"confidence_threshold {confidence_threshold} needs a stereo estimator with a "
+                             f"confidence (estimate_with_confidence); {getattr(estimator, 'name', estimator)!r} "
+                             f"has none")
         self.estimator = estimator
         self.camera = camera
+        self.confidence_threshold = float(confidence_threshold)
 
     def depth(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> np.ndarray:
         """(H, W) float32 depth in metres of the left view; NaN or +-inf where stereo gives none (REP-117)."""
         disparity = self.estimator.estimate(left_bgr, right_bgr)[-1]
+        return self._depth(disparity)
+
+    def depth_and_confident_depth(self, left_bgr: np.ndarray, right_bgr: np.ndarray
+                                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The dense depth of :meth:`depth` and, with a threshold above 0, the same depth with NaN where the
+        confidence is below it (None without a threshold); one network run.
+        """
+        if self.confidence_threshold <= 0:
+            return self.depth(left_bgr, right_bgr), None
+        disparities, confidence = self.estimator.estimate_with_confidence(left_bgr, right_bgr)
+        depth = self._depth(disparities[-1])
+        confident = depth.copy()
+        confident[np.asarray(confidence) < self.confidence_threshold] = np.nan
+        return depth, confident
+
+    def _depth(self, disparity: np.ndarray) -> np.ndarray:
         return np.asarray(self.camera.depth_from_disparity(disparity), dtype=np.float32)
 
 
@@ -139,7 +175,8 @@ def evaluate_frame(image_bgr: np.ndarray, gt_depth: np.ndarray, models: Sequence
             :func:`~.depth_metrics.depth_metrics`.
         median_scaling: median-scale every model and ``stereo`` (scale-free models are scaled anyway).
         mask: optional (H, W) bool of pixels to evaluate.
-        fusion: also score ``depth-filled`` (needs ``stereo``, ``right_bgr`` and a model; uses the first model).
+        fusion: also score ``depth-filled`` (needs ``stereo``, ``right_bgr`` and a model; uses the first model) and,
+            when ``stereo.confidence_threshold`` is above 0, ``stereo-confident`` (what ``depth-filled`` fills).
         warmed: keys of (method, size) already run once, updated in place (shared across a data set's frames).
 
     Returns:
@@ -184,8 +221,11 @@ def evaluate_frame(image_bgr: np.ndarray, gt_depth: np.ndarray, models: Sequence
         if key not in warmed:
             stereo.depth(image_bgr, right_bgr)
             warmed.add(key)
-        stereo_depth, runtime_ms = _timed(stereo.depth, image_bgr, right_bgr)
+        (stereo_depth, confident_depth), runtime_ms = _timed(stereo.depth_and_confident_depth, image_bgr, right_bgr)
         score(STEREO, stereo_depth, runtime_ms, bool(median_scaling), parameter_count(stereo.estimator))
+        if fusion and confident_depth is not None:
+            score(STEREO_CONFIDENT, confident_depth, runtime_ms, bool(median_scaling), None)
+            stereo_depth = confident_depth
         if fusion and first_model_depth is not None:
             fused, _ = fuse_depth(stereo_depth, first_model_depth)
             score(DEPTH_FILLED, fused, runtime_ms, False, None)
