@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,3 +92,26 @@ def machine_facts(device: torch.device | str | None = None) -> dict:
     if device is not None:
         facts["device"] = str(device)
     return facts
+
+
+def run_facts(trainer, started: float, device: torch.device | str | None = None) -> dict:
+    """The fields every model card gives about the run that made its weights.
+
+    Args:
+        trainer: the :class:`~stereo_depth_ros.training.trainer.Trainer` after ``fit`` (``steps_done``,
+            ``history``).
+        started: ``time.time()`` when this session's training began (seconds since the epoch).
+        device: the device it ran on (for :func:`machine_facts`).
+
+    Returns:
+        ``{"steps", "final_losses", "mean_losses_last_50_steps", "wall_time_s_this_session", "wall_time_s",
+        "machine"}``: steps done, the last logged row, the mean of each loss over the last 50 steps, the wall time
+        of this session and of the whole run (resumes included; None without history) in seconds, and where it ran.
+    """
+    history = trainer.history
+    return {"steps": trainer.steps_done,
+            "final_losses": dict(history[-1]) if history else {},
+            "mean_losses_last_50_steps": mean_of_last_steps(history, 50),
+            "wall_time_s_this_session": round(time.time() - started, 1),
+            "wall_time_s": round(float(history[-1]["seconds"]), 1) if history else None,
+            "machine": machine_facts(device)}

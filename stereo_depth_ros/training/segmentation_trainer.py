@@ -32,7 +32,7 @@ from stereo_depth_ros.device import resolve_device
 from stereo_depth_ros.evaluation.segmentation_metrics import iou_dice
 from stereo_depth_ros.losses import binary_segmentation_loss, multiclass_segmentation_loss
 from stereo_depth_ros.models.segmentation import ARCHITECTURE, INPUT_MULTIPLE, SPPLinkNet, save_weights
-from stereo_depth_ros.training.model_card import machine_facts, write_model_card
+from stereo_depth_ros.training.model_card import run_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, kept_weights_files, seed_everything
 
 MODEL_NAME = "network"
@@ -203,11 +203,8 @@ def train_segmentation(options: TrainSegmentationOptions) -> dict:
                  "validation_images": 0 if validation is None else len(validation),
                  "paste_backgrounds": options.paste_backgrounds, "paste_probability": options.paste_probability},
         "options": {key: value for key, value in vars(options).items() if key not in ("data", "progress")},
-        "steps": trainer.steps_done, "selected_step": best["step"], "selected_validation": best["validation"],
-        "final_losses": {key: value for key, value in trainer.history[-1].items()} if trainer.history else {},
-        "wall_time_s_this_session": round(time.time() - started, 1),
-        "wall_time_s": round(float(trainer.history[-1]["seconds"]), 1) if trainer.history else None,
-        "machine": machine_facts(device),
+        "selected_step": best["step"], "selected_validation": best["validation"],
+        **run_facts(trainer, started, device),
     }
     return json.loads(write_model_card(Path(options.out), card).read_text())
 

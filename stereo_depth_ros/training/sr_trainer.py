@@ -33,7 +33,7 @@ from stereo_depth_ros.data.folder_dataset import Sample, read_pair_list
 from stereo_depth_ros.data.stereo_folder import StereoFolderDataset
 from stereo_depth_ros.models.stereo_sr import bicubic_downscale, build_network, check_scale, warp_with_attention
 from stereo_depth_ros.models.weights import save_weights
-from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
+from stereo_depth_ros.training.model_card import run_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, seed_everything
 
 MODEL_NAME = "network"
@@ -197,11 +197,6 @@ def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
                  "degradation": "HR random crop, LR = torch bicubic (a=-0.75) with antialias, rounded to uint8"},
         "options": {key: (list(value) if isinstance(value, tuple) else value)
                     for key, value in vars(options).items() if key not in ("data", "progress")},
-        "steps": trainer.steps_done,
-        "final_losses": dict(trainer.history[-1]) if trainer.history else {},
-        "mean_losses_last_50_steps": mean_of_last_steps(trainer.history, 50),
-        "wall_time_s_this_session": round(time.time() - started, 1),
-        "wall_time_s": round(float(trainer.history[-1]["seconds"]), 1) if trainer.history else None,
-        "machine": machine_facts("cpu"),
+        **run_facts(trainer, started, "cpu"),
     }
     return json.loads(write_model_card(Path(options.out), card).read_text())
