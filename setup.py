@@ -12,6 +12,7 @@ NODES = [
     "segmentation_node = stereo_depth_ros.ros.segmentation_node:main",
     "mask_fusion_node = stereo_depth_ros.ros.segmentation_node:fusion_main",
     "super_resolution_node = stereo_depth_ros.ros.sr_node:main",
+    "cross_modal_node = stereo_depth_ros.ros.cross_modal_node:main",
     "stereo_depth_bringup = stereo_depth_ros.ros.bringup:main",
 ]
 

@@ -5,6 +5,7 @@
         right_image:=/camera/right/image_rect_color left_camera_info:=/camera/left/camera_info \
         right_camera_info:=/camera/right/camera_info rviz:=false
     ros2 launch stereo_depth_ros endoscope.launch.py use_sim_time:=true   # with: ros2 bag play BAG --clock
+    ros2 launch stereo_depth_ros endoscope.launch.py cross_modal:=true    # + the NIR-to-RGB node (NIR/RGB rig)
 
 Which nodes start, their names, namespace, parameters and remappings come from
 ``stereo_depth_ros.ros.bringup_spec.plan_nodes``, the same function the single-process ``stereo_depth_bringup``
@@ -33,6 +34,12 @@ def _stereo_nodes(context, *args, **kwargs):
         namespace=value("namespace"),
         remaps={remap.argument: value(remap.argument) for remap in bringup_spec.REMAP_ARGUMENTS},
         use_sim_time=bringup_spec.parse_bool(value("use_sim_time")))
+    if bringup_spec.parse_bool(value("cross_modal")) and "cross_modal_node" not in {plan.name for plan in plans}:
+        # cross_modal:=true adds the NIR-to-RGB node with the NIR/RGB rig's config/nir_rgb.yaml
+        plans += bringup_spec.plan_nodes(
+            params_file=bringup_spec.share_file("config", "nir_rgb.yaml"), namespace=value("namespace"),
+            remaps={remap.argument: value(remap.argument) for remap in bringup_spec.REMAP_ARGUMENTS},
+            use_sim_time=bringup_spec.parse_bool(value("use_sim_time")))
     return [Node(package=bringup_spec.PACKAGE, executable=plan.kind.executable, name=plan.name,
                  namespace=plan.namespace, parameters=[str(plan.params_file), plan.parameter_overrides],
                  remappings=list(plan.remappings), output="screen", emulate_tty=True)
@@ -46,6 +53,10 @@ def generate_launch_description():
                  for name, (default, description) in bringup_spec.LAUNCH_ARGUMENTS.items()]
     arguments += [DeclareLaunchArgument(remap.argument, default_value=remap.topic, description=remap.description)
                   for remap in bringup_spec.REMAP_ARGUMENTS]
+    arguments.append(DeclareLaunchArgument(
+        "cross_modal", default_value="false",
+        description="Also start cross_modal_node (NIR-to-RGB pseudo-RGB and depth, docs/ros_interface.md) with "
+                    "config/nir_rgb.yaml, unless params_file names it already"))
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2",
                 arguments=["-d", str(bringup_spec.rviz_config_file())],
                 parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],

@@ -15,9 +15,12 @@ import sys
 COMMAND_MODULES = (
     "stereo_depth_ros.training.commands",
     "stereo_depth_ros.commands.evaluation",
+    "stereo_depth_ros.commands.stereo_proxy",
+    "stereo_depth_ros.commands.confidence",
     "stereo_depth_ros.commands.mono",
     "stereo_depth_ros.commands.segmentation",
     "stereo_depth_ros.commands.sr",
+    "stereo_depth_ros.commands.cross_modal",
     "stereo_depth_ros.ros.commands",
 )
 

@@ -269,3 +269,21 @@ for _scale in (2, 4):
         architecture="single-image-sr/v1", default_weights=WEIGHTS_DIR / f"single_image_sr_x{_scale}.safetensors",
         description=f"single-image super-resolution x{_scale} (same extractor, no cross-view module; baseline)",
         options=("weights", "backend", "device", "cache_dir")))
+
+
+# NIR-to-RGB cross-modal translation with CycleGAN (issue 14, paper 004 section 3.5).
+def _build_cross_modal(direction: str, name: str):
+    def build(**options) -> Estimator:
+        from stereo_depth_ros.models.cross_modal import create_estimator as create_cross_modal
+
+        return create_cross_modal(direction, name, **options)
+    return build
+
+
+for _direction, _input_kind in (("nir-to-rgb", "nir-image"), ("rgb-to-nir", "image")):
+    register_model(ModelSpec(
+        name=f"cyclegan-{_direction}", family="cross-modal", input_kind=_input_kind, output_kinds=("image",),
+        build=_build_cross_modal(_direction, f"cyclegan-{_direction}"), architecture="cyclegan-resnet-generator/v1",
+        default_weights=WEIGHTS_DIR / f"cyclegan_{_direction.replace('-', '_')}.safetensors",
+        description=f"CycleGAN ResNet generator {_direction.replace('-', ' ')} (scaled down; unpaired training)",
+        options=("weights", "backend", "device", "cache_dir")))

@@ -119,6 +119,24 @@ SR_REMAPS = (
     RemapArgument("sr_right_camera_info", "right/camera_info", "camera_info of the low-resolution right image"),
 )
 
+#: The cross-modal node's inputs (issue 14), in its INPUT_TOPICS order: ``image_nir`` (+ ``camera_info``) in
+#: input_mode "nir", the NIR (left) + RGB (right) pair with camera_info in "nir-rgb-pair".
+CROSS_MODAL_REMAPS = (
+    RemapArgument("nir_image", "image_nir", "NIR image (mono8 or mono16) of cross_modal_node in input_mode nir"),
+    RemapArgument("nir_camera_info", "camera_info", "camera_info of that NIR image (cross_modal_node, input_mode "
+                                                    "nir, with_camera_info true)"),
+    RemapArgument("nir_left_image", "left/image_rect", "Rectified NIR image, the left view of cross_modal_node's "
+                                                       "NIR/RGB pair (input_mode nir-rgb-pair)"),
+    RemapArgument("rgb_right_image", "right/image_rect", "Rectified RGB image (rgb8/bgr8), the right view of "
+                                                         "cross_modal_node's NIR/RGB pair"),
+    RemapArgument("nir_left_camera_info", "left/camera_info", "camera_info of the NIR (left) camera of the pair"),
+    RemapArgument("rgb_right_camera_info", "right/camera_info", "camera_info of the RGB (right) camera of the pair "
+                                                               "(P[3] = -fx * baseline)"),
+)
+#: In the stereo namespace the cross-modal node publishes under cross_modal/, beside a stereo node's outputs.
+CROSS_MODAL_DEFAULT_REMAPPINGS = tuple((topic, f"cross_modal/{topic}") for topic in (
+    "pseudo_rgb", "depth", "disparity", "disparity/image", "disparity/confidence", "points2"))
+
 #: Node name (as written in a parameters file) -> how to start it.
 NODE_KINDS: dict[str, NodeKind] = {
     "stereo_depth_node": NodeKind("stereo_depth_node", "stereo_depth_node", "stereo_depth_ros.ros.stereo_node",
@@ -131,6 +149,8 @@ NODE_KINDS: dict[str, NodeKind] = {
                                  "MaskFusionNode", FUSION_REMAPS),
     "super_resolution_node": NodeKind("super_resolution_node", "super_resolution_node",
                                       "stereo_depth_ros.ros.sr_node", "SuperResolutionNode", SR_REMAPS),
+    "cross_modal_node": NodeKind("cross_modal_node", "cross_modal_node", "stereo_depth_ros.ros.cross_modal_node",
+                                 "CrossModalNode", CROSS_MODAL_REMAPS, CROSS_MODAL_DEFAULT_REMAPPINGS),
 }
 DEFAULT_NODES = ("stereo_depth_node",)
 

@@ -50,6 +50,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-weights", action="store_true",
                         help="at every checkpoint also write the weights as <out>.step<N>.safetensors "
                              "(for average-weights)")
+    parser.add_argument("--proxy-weight", type=float, default=0.0, metavar="W",
+                        help="add W times the smooth-L1 distance of every stage to the confident SGBM disparity "
+                             "(left-right consistent, unique; cached per pair under --proxy-cache) to the "
+                             "self-supervised loss (default 0 = off; docs/stereo.md)")
+    parser.add_argument("--proxy-max-disparity", type=int, default=192,
+                        help="SGBM search range of the proxies in pixels, a multiple of 16 (default 192)")
+    parser.add_argument("--proxy-cache", default="runs/proxy_cache", metavar="DIR",
+                        help="where the proxies are cached (default runs/proxy_cache)")
     parser.set_defaults(run=_run)
 
     average = sub.add_parser("average-weights", help="average the weights of several checkpoints of one run",
@@ -61,6 +69,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_mono_command(sub)
     add_segmentation_command(sub)
     add_super_resolution_command(sub)
+    add_cross_modal_command(sub)
 
 
 def _run_average(args: argparse.Namespace) -> int:
@@ -94,7 +103,8 @@ def _run(args: argparse.Namespace) -> int:
         first_trained_stage=args.first_trained_stage,
         cost_layers=tuple(args.cost_layers) if args.cost_layers else None,
         left_right_weight=args.left_right_weight, device=args.device, threads=args.threads,
-        stop_at=args.stop_at, exclude=args.exclude, init=args.init, keep_weights=args.keep_weights)
+        stop_at=args.stop_at, exclude=args.exclude, init=args.init, keep_weights=args.keep_weights,
+        proxy_weight=args.proxy_weight, proxy_max_disparity=args.proxy_max_disparity, proxy_cache=args.proxy_cache)
     card = train_stereo(options)
     print(json.dumps({"weights": args.out, "wall_time_s": card["wall_time_s"], "final_losses": card["final_losses"]},
                      indent=2))
@@ -300,4 +310,52 @@ def _run_super_resolution(args: argparse.Namespace) -> int:
         progress=not args.no_progress))
     print(json.dumps({"weights": args.out, "steps": card.get("steps"), "wall_time_s": card.get("wall_time_s"),
                       "final_losses": card.get("final_losses")}, indent=2))
+    return 0
+
+
+def add_cross_modal_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``train-cross-modal`` (CycleGAN NIR <-> RGB, issue 14)."""
+    from stereo_depth_ros.training.cross_modal_trainer import DEFAULT_DATA_ROOT
+
+    parser = sub.add_parser("train-cross-modal", help="train the CycleGAN NIR <-> RGB generators (unpaired)",
+                            description="CycleGAN on unpaired NIR and RGB crops (docs/cross_modal.md).")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run folder (logs, checkpoint, discriminators)")
+    parser.add_argument("--weights-dir", metavar="DIR",
+                        help="where the two generators and their model cards go (default: --out)")
+    parser.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA_ROOT)], metavar="DIR",
+                        help="folders of NNNN_nir.jpg + NNNN_rgb.jpg (default ../shared/data/nir_rgb/country)")
+    parser.add_argument("--steps", type=int, default=2000, help="steps (default 2000)")
+    parser.add_argument("--batch-size", type=int, default=1, help="NIR and RGB crops per step (default 1)")
+    parser.add_argument("--crop", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
+                        help="random crop in pixels (default 128 128)")
+    parser.add_argument("--short-side", type=int, default=256, help="downscale images to this short side (px)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4, linear decay)")
+    parser.add_argument("--base-channels", type=int, default=24, help="generator base channels (default 24)")
+    parser.add_argument("--residual-blocks", type=int, default=5, help="generator residual blocks (default 5)")
+    parser.add_argument("--discriminator-channels", type=int, default=16, help="PatchGAN base channels (16)")
+    parser.add_argument("--input-skip", action="store_true",
+                        help="generators add their output to the input (start as identity; not in CycleGAN)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--stop-at", type=int, metavar="STEP", help="stop after this step with a checkpoint")
+    parser.add_argument("--resume", metavar="CKPT", help="resume from <out>/cyclegan.ckpt.safetensors")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = PyTorch default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_cross_modal)
+
+
+def _run_cross_modal(args: argparse.Namespace) -> int:
+    from stereo_depth_ros.training.cross_modal_trainer import TrainCrossModalOptions, train_cross_modal
+
+    cards = train_cross_modal(TrainCrossModalOptions(
+        out=args.out, weights_dir=args.weights_dir, data=list(args.data), steps=args.steps,
+        batch_size=args.batch_size, crop=tuple(args.crop), short_side=args.short_side, lr=args.lr,
+        generator={"base_channels": args.base_channels, "residual_blocks": args.residual_blocks,
+                   "input_skip": args.input_skip},
+        discriminator={"base_channels": args.discriminator_channels}, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, stop_at=args.stop_at, resume=args.resume, threads=args.threads,
+        progress=not args.no_progress))
+    print(json.dumps({direction: {"steps": card.get("steps"), "wall_time_s": card.get("wall_time_s"),
+                                  "mean_losses_last_50_steps": card.get("mean_losses_last_50_steps")}
+                      for direction, card in cards.items()}, indent=2))
     return 0

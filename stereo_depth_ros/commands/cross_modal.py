@@ -1,0 +1,312 @@
+"""``stereo-depth-ros eval-cross-modal`` and ``eval-cross-spectral``: NIR-to-RGB translation (CycleGAN, issue 14)
+measured on held-out real NIR/RGB pairs and on synthetic cross-spectral stereo.
+
+``eval-cross-modal`` (default data ``../shared/data/nir_rgb/indoor``, 20 pairs never trained on): each RGB is warped
+onto its NIR by the pair's affine matrix (:func:`stereo_depth_ros.data.nir_rgb.read_aligned_pairs`); NIR, RGB and
+the valid mask are downscaled so the short side is ``--short-side`` pixels (default 256, the scale the generators
+were trained at; area interpolation, the mask by nearest neighbour). Three images are made from each NIR:
+
+- ``replicated-nir``: the NIR in all three channels;
+- ``linear-colour``: each channel an affine function of the NIR, fitted by least squares on the 52 aligned
+  training pairs (``nir_rgb/country``, at the same scale) (:func:`~stereo_depth_ros.evaluation.cross_modal_metrics.
+  fit_linear_colour`);
+- ``pseudo-rgb``: the ``cyclegan-nir-to-rgb`` generator.
+
+Each is scored against the warped real RGB inside the valid mask: PSNR (dB), SSIM and the mean angular colour error
+(degrees) (:mod:`stereo_depth_ros.evaluation.cross_modal_metrics`). Depth: the packaged monocular ``dispnet-subpixel``
+runs on each method's image and on the real RGB (every image with the area outside the valid mask set to black, as
+the warped RGB has it); the method's depth is scored against the depth from the real RGB inside the valid mask
+(AbsRel, delta < 1.25; :func:`stereo_depth_ros.evaluation.depth_metrics.depth_metrics`) with per-frame median
+scaling, since these photographs are not from the rig DispNet was trained on (BDIS synthetic) and its metric scale
+means nothing here. The reference is itself a network output: the numbers say how close each input brings the
+depth to what RGB gives, not how right any depth is.
+
+``eval-cross-spectral``: rectified RGB stereo pairs with GT disparity (BDIS synthetic sets 32 and 33, Middlebury
+2003 cones and teddy, Middlebury 2014 Motorcycle quarter size); the left view is turned into NIR by the
+``cyclegan-rgb-to-nir`` generator (a simulated NIR camera), and the packaged ``coarse-to-fine`` stereo network's EPE
+is measured on (NIR, RGB), on (pseudo-RGB from that NIR, RGB) and on (RGB, RGB) as the upper bound.
+
+stdout carries only the result (a markdown table, or with ``--json`` exactly one JSON document); progress goes to
+stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from stereo_depth_ros.data.nir_rgb import find_nir_rgb_pairs, read_aligned_pairs, resize_short_side
+from stereo_depth_ros.evaluation.cross_modal_metrics import apply_linear_colour, colour_metrics, fit_linear_colour
+from stereo_depth_ros.evaluation.datasets import default_data_root
+from stereo_depth_ros.evaluation.depth_metrics import depth_metrics
+from stereo_depth_ros.images import read_image
+
+METHODS = ("replicated-nir", "linear-colour", "pseudo-rgb")
+ROW_FIELDS = ("method", "psnr_db", "ssim", "angular_error_deg", "depth_abs_rel", "depth_delta1")
+DATA_ENV = "STEREO_DEPTH_ROS_NIR_RGB"
+SPECTRAL_SETS = ("bdis-synthetic-32", "bdis-synthetic-33", "middlebury2003-cones", "middlebury2003-teddy",
+                 "middlebury2014-motorcycle-q")
+SPECTRAL_PAIRS = ("nir-rgb", "pseudo-rgb-rgb", "rgb-rgb")
+MIN_DEPTH = 1e-6  # relative depth: only its ratio to the reference counts (median scaling)
+
+
+def default_nir_rgb_root() -> Path:
+    """``$STEREO_DEPTH_ROS_NIR_RGB`` when set, else ``../shared/data/nir_rgb`` beside the repository."""
+    return Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else default_data_root() / "nir_rgb"
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``eval-cross-modal`` and ``eval-cross-spectral``."""
+    modal = sub.add_parser("eval-cross-modal", help="NIR-to-RGB translation on held-out NIR/RGB pairs: colour "
+                                                    "metrics and monocular depth against the real RGB",
+                           description="Score replicated NIR, a linear colour fit and the CycleGAN pseudo-RGB "
+                                       "against the aligned real RGB (docs/cross_modal.md).")
+    modal.add_argument("--data", metavar="DIR", help="held-out pairs (default ../shared/data/nir_rgb/indoor, or "
+                                                     f"${DATA_ENV}/indoor)")
+    modal.add_argument("--train-data", metavar="DIR", help="aligned pairs the linear colour baseline is fitted on "
+                                                           "(default ../shared/data/nir_rgb/country)")
+    modal.add_argument("--weights", metavar="PATH", help="nir-to-rgb generator (default: the packaged one)")
+    modal.add_argument("--short-side", type=int, default=256, help="evaluate at this short side in pixels "
+                                                                   "(default 256, the training scale)")
+    modal.add_argument("--limit", type=int, help="first N pairs only")
+    modal.add_argument("--figure", metavar="OUT.jpg", help="figure: NIR | pseudo-RGB | real RGB | depth of each")
+    modal.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    modal.add_argument("--json", action="store_true", help="print exactly one JSON document instead of a table")
+    modal.set_defaults(run=_run_cross_modal)
+
+    spectral = sub.add_parser("eval-cross-spectral", help="stereo EPE on simulated NIR/RGB pairs: (NIR, RGB), "
+                                                          "(pseudo-RGB, RGB), (RGB, RGB)",
+                              description="Turn the left view of GT stereo pairs into NIR with the rgb-to-nir "
+                                          "generator and measure the stereo network's EPE (docs/cross_modal.md).")
+    spectral.add_argument("--sets", nargs="+", default=list(SPECTRAL_SETS), help="registered sets with GT disparity")
+    spectral.add_argument("--data-root", help="folder holding the registered sets (default ../shared/data)")
+    spectral.add_argument("--limit", type=int, help="first N pairs of each set only")
+    spectral.add_argument("--nir-weights", metavar="PATH", help="rgb-to-nir generator (default: packaged)")
+    spectral.add_argument("--rgb-weights", metavar="PATH", help="nir-to-rgb generator (default: packaged)")
+    spectral.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    spectral.add_argument("--json", action="store_true", help="print exactly one JSON document instead of a table")
+    spectral.set_defaults(run=_run_cross_spectral)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _downscale_pair(pair, short_side: int | None):
+    nir = resize_short_side(pair.nir, short_side)
+    height, width = nir.shape
+    rgb = resize_short_side(pair.rgb, short_side)
+    valid = cv2.resize(pair.valid.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    rgb = np.where(valid[..., None], rgb, 0).astype(np.uint8)
+    return nir, rgb, valid
+
+
+def fit_training_colour(folder: Path, short_side: int | None) -> np.ndarray:
+    """The ``linear-colour`` fit ((3, 2), BGR rows) on the aligned pairs of ``folder`` at ``short_side``.
+
+    Raises:
+        FileNotFoundError: if the folder has no pairs.
+    """
+    nirs, rgbs = [], []
+    for nir_path, rgb_path in find_nir_rgb_pairs(folder):
+        nirs.append(resize_short_side(read_image(nir_path, cv2.IMREAD_GRAYSCALE, "NIR image"), short_side))
+        rgbs.append(resize_short_side(read_image(rgb_path, cv2.IMREAD_COLOR, "RGB image"), short_side))
+    return fit_linear_colour(nirs, rgbs)
+
+
+def _check_positive(value, label: str) -> None:
+    if value is not None and (int(value) != value or value <= 0):
+        raise ValueError(f"{label} must be a positive integer, got {value!r}")
+
+
+def evaluate_cross_modal(data: Path, train_data: Path, weights=None, short_side: int | None = 256,
+                         limit: int | None = None, backend: str = "auto", figure: str | Path | None = None
+                         ) -> dict:
+    """Run the ``eval-cross-modal`` protocol (module docstring).
+
+    Returns:
+        ``{"rows": [{"method", "psnr_db", "ssim", "angular_error_deg", "depth_abs_rel", "depth_delta1"}, ...],
+        "pairs": N, "frames": [per-pair rows], "linear_colour_fit": (3, 2) list}``, means over the pairs.
+
+    Raises:
+        FileNotFoundError: for missing data; ValueError: for a bad limit or short side;
+        stereo_depth_ros.models.weights.WeightsError: for bad weights.
+    """
+    from stereo_depth_ros.models.registry import create_estimator
+
+    _check_positive(limit, "limit")
+    _check_positive(short_side, "short side")
+    pairs = read_aligned_pairs(data, limit)
+    _progress(f"eval-cross-modal: {len(pairs)} pairs from {data}; fitting the linear colour baseline on {train_data}")
+    coefficients = fit_training_colour(train_data, short_side)
+    translator = create_estimator("cyclegan-nir-to-rgb", weights=weights, backend=backend)
+    depth_model = create_estimator("dispnet-subpixel", backend=backend)
+    frames = []
+    figure_rows = []
+    for index, pair in enumerate(pairs):
+        nir, rgb, valid = _downscale_pair(pair, short_side)
+        images = {"replicated-nir": np.repeat(nir[..., None], 3, axis=2),
+                  "linear-colour": apply_linear_colour(nir, coefficients),
+                  "pseudo-rgb": translator.predict(nir)["image"]}
+        images = {name: np.where(valid[..., None], image, 0).astype(np.uint8) for name, image in images.items()}
+        reference_depth = depth_model.predict(rgb)["depth"]
+        depths = {}
+        for method, image in images.items():
+            depths[method] = depth_model.predict(image)["depth"]
+            scores = colour_metrics(image, rgb, valid)
+            depth_row = depth_metrics(depths[method], reference_depth, min_depth_m=MIN_DEPTH, median_scaling=True,
+                                      mask=valid)
+            frames.append({"pair": pair.name, "method": method, **scores, "depth_abs_rel": depth_row["abs_rel"],
+                           "depth_delta1": depth_row["delta1"]})
+        if index < 3:
+            figure_rows.append((pair.name, nir, images["pseudo-rgb"], rgb, depths, reference_depth, valid))
+        _progress(f"  pair {pair.name}: " + ", ".join(
+            f"{row['method']} PSNR {row['psnr_db']:.2f}" for row in frames[-len(METHODS):]))
+    rows = []
+    for method in METHODS:
+        mine = [row for row in frames if row["method"] == method]
+        rows.append({"method": method, **{key: float(np.nanmean([row[key] for row in mine]))
+                                          for key in ROW_FIELDS[1:]}})
+    if figure:
+        write_figure(figure, figure_rows)
+    return {"rows": rows, "pairs": len(pairs), "frames": frames, "linear_colour_fit": coefficients.tolist()}
+
+
+def _depth_colour(depth: np.ndarray, valid: np.ndarray, low: float, high: float) -> np.ndarray:
+    scaled = np.clip((depth - low) / max(high - low, 1e-9), 0, 1)
+    colour = cv2.applyColorMap(np.round(scaled * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+    colour[~valid] = 0
+    return colour
+
+
+def write_figure(path: str | Path, rows) -> Path:
+    """Write the figure: one row per pair, NIR | pseudo-RGB | real RGB | depth(NIR) | depth(pseudo-RGB) |
+    depth(RGB) (depth median-scaled to the RGB's, one colour range per row: 2nd..98th percentile of the RGB's
+    depth inside the valid mask; turbo, near = blue), as a JPEG (or PNG by the suffix).
+
+    Raises:
+        ValueError: for no rows, or an image format OpenCV cannot write.
+    """
+    if not rows:
+        raise ValueError("no pairs to draw")
+    lines = []
+    for name, nir, pseudo, rgb, depths, reference, valid in rows:
+        low, high = np.percentile(reference[valid], [2, 98])
+        tiles = [np.repeat(nir[..., None], 3, axis=2), pseudo, rgb]
+        for method in ("replicated-nir", "pseudo-rgb"):
+            depth = depths[method]
+            scale = np.median(reference[valid]) / np.median(depth[valid])
+            tiles.append(_depth_colour(depth * scale, valid, low, high))
+        tiles.append(_depth_colour(reference, valid, low, high))
+        line = np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], axis=1)
+        lines.append(line)
+    width = max(line.shape[1] for line in lines)
+    lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=255) for line in lines]
+    header = np.full((24, width, 3), 255, np.uint8)
+    tile_width = lines[0].shape[1] // 6
+    for column, label in enumerate(("NIR", "pseudo-RGB", "real RGB (warped)", "depth: NIR", "depth: pseudo-RGB",
+                                    "depth: real RGB")):
+        cv2.putText(header, label, (column * tile_width + 6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    image = np.concatenate([header, *lines], axis=0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 85]):
+        raise ValueError(f"cannot write the figure {path} (unknown image format?)")
+    return path
+
+
+def _json_number(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _print_rows(rows, fields, title: str) -> None:
+    print(title)
+    print("| " + " | ".join(fields) + " |")
+    print("|" + "---|" * len(fields))
+    for row in rows:
+        print("| " + " | ".join(row[f] if isinstance(row[f], str) else f"{row[f]:.3f}" for f in fields) + " |")
+
+
+def _run_cross_modal(args: argparse.Namespace) -> int:
+    root = default_nir_rgb_root()
+    data = Path(args.data) if args.data else root / "indoor"
+    train_data = Path(args.train_data) if args.train_data else root / "country"
+    result = evaluate_cross_modal(data, train_data, weights=args.weights, short_side=args.short_side,
+                                  limit=args.limit, backend=args.backend, figure=args.figure)
+    if args.json:
+        rows = [{"method": row["method"], **{key: _json_number(row[key]) for key in ROW_FIELDS[1:]}}
+                for row in result["rows"]]
+        print(json.dumps({"rows": rows}, indent=2, allow_nan=False))
+    else:
+        _print_rows(result["rows"], ROW_FIELDS, f"NIR -> RGB on {result['pairs']} held-out pairs of {data} "
+                                                f"(means; depth: dispnet-subpixel vs on the real RGB, median-scaled)")
+    return 0
+
+
+def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_weights=None, rgb_weights=None,
+                            backend: str = "auto") -> dict:
+    """Run the ``eval-cross-spectral`` protocol (module docstring).
+
+    Returns:
+        ``{"rows": [{"set", "pairs", "nir-rgb", "pseudo-rgb-rgb", "rgb-rgb"} (EPE in pixels, means over the set's
+        pairs), ..., {"set": "all", ...} (mean over every pair)], "frames": [...]}``.
+
+    Raises:
+        FileNotFoundError: for a missing set; ValueError: for an unknown set or a bad limit.
+    """
+    from stereo_depth_ros.evaluation.datasets import open_dataset
+    from stereo_depth_ros.evaluation.metrics import epe_px
+    from stereo_depth_ros.models.registry import create_estimator
+
+    _check_positive(limit, "limit")
+    to_nir = create_estimator("cyclegan-rgb-to-nir", weights=nir_weights, backend=backend)
+    to_rgb = create_estimator("cyclegan-nir-to-rgb", weights=rgb_weights, backend=backend)
+    stereo = create_estimator("coarse-to-fine", backend=backend)
+    frames = []
+    rows = []
+    for name in sets:
+        dataset = open_dataset(name, data_root).limit(limit)
+        mine = []
+        for sample in dataset:
+            nir = to_nir.predict(sample.left_bgr)["image"]
+            pseudo = to_rgb.predict(nir)["image"]
+            lefts = {"nir-rgb": nir, "pseudo-rgb-rgb": pseudo, "rgb-rgb": sample.left_bgr}
+            row = {"set": name, "pair": sample.name}
+            for key, left in lefts.items():
+                disparity = stereo.estimate(left, sample.right_bgr)[-1]
+                row[key] = epe_px(disparity, sample.gt_disparity, sample.valid)
+            mine.append(row)
+            _progress(f"  {sample.name}: " + ", ".join(f"{key} {row[key]:.2f} px" for key in SPECTRAL_PAIRS))
+        frames.extend(mine)
+        rows.append({"set": name, "pairs": len(mine),
+                     **{key: float(np.nanmean([r[key] for r in mine])) for key in SPECTRAL_PAIRS}})
+    rows.append({"set": "all", "pairs": len(frames),
+                 **{key: float(np.nanmean([r[key] for r in frames])) for key in SPECTRAL_PAIRS}})
+    return {"rows": rows, "frames": frames}
+
+
+def _run_cross_spectral(args: argparse.Namespace) -> int:
+    result = evaluate_cross_spectral(args.sets, args.data_root, args.limit, args.nir_weights, args.rgb_weights,
+                                     args.backend)
+    if args.json:
+        rows = [{"set": row["set"], "pairs": row["pairs"], **{f"epe_px_{key.replace('-', '_')}":
+                                                               _json_number(row[key]) for key in SPECTRAL_PAIRS}}
+                for row in result["rows"]]
+        print(json.dumps({"rows": rows}, indent=2, allow_nan=False))
+    else:
+        print("Stereo EPE (px, coarse-to-fine, final stage) with the left view turned into NIR by cyclegan-rgb-to-nir")
+        print("| set | pairs | (NIR, RGB) | (pseudo-RGB, RGB) | (RGB, RGB) |")
+        print("|---|---|---|---|---|")
+        for row in result["rows"]:
+            print(f"| {row['set']} | {row['pairs']} | " + " | ".join(f"{row[key]:.2f}" for key in SPECTRAL_PAIRS)
+                  + " |")
+    return 0

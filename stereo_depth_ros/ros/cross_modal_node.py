@@ -1,0 +1,311 @@
+"""The NIR-to-RGB cross-modal node (``cross_modal_node``, issue 14; paper 004, sections 3.5 and 4.5): a near-infrared
+(NIR) image, or a calibrated NIR + RGB pair, in; pseudo-RGB and depth out.
+
+The CycleGAN NIR -> RGB generator (registry name ``"cyclegan-nir-to-rgb"``,
+:mod:`stereo_depth_ros.models.cross_modal`) turns the NIR image into a pseudo-RGB image, on which the depth networks
+trained on RGB run. Two input modes (parameter ``input_mode``, read-only after start):
+
+- ``"nir"``: in ``image_nir`` (sensor_msgs/Image, ``mono8`` or ``mono16``; with ``with_camera_info`` true also
+  ``camera_info``, synchronised, whose size must match). Out ``pseudo_rgb`` (``rgb8``) and ``depth`` (32FC1 metres,
+  REP-117) from the monocular network ``depth_model`` (default ``"dispnet-subpixel"``) on the pseudo-RGB image. The
+  depth scale follows the monocular node's rules (:mod:`stereo_depth_ros.ros.mono_node`), first that applies:
+  ``depth_scale`` > 0 (metres per model unit), a metric model as it is; otherwise the frame is skipped as problem
+  ``"scale"`` (this node has no stereo depth to align to). Depth limits: the monocular node's
+  :func:`~stereo_depth_ros.ros.mono_node.apply_depth_limits` (``min_depth``, ``max_depth``).
+- ``"nir-rgb-pair"``: the paper's rig, one NIR and one RGB camera as a rectified stereo pair: in
+  ``left/image_rect`` (NIR, ``mono8``/``mono16``), ``right/image_rect`` (RGB, ``rgb8``/``bgr8``),
+  ``left/camera_info``, ``right/camera_info``. The NIR view is translated to pseudo-RGB and the stereo network runs
+  on (pseudo-RGB, RGB). Out ``pseudo_rgb`` and ``disparity``, ``disparity/image``, ``depth`` and ``points2``
+  exactly as :class:`~stereo_depth_ros.ros.stereo_node.StereoDepthNode` publishes them: this node *is* a stereo
+  node (a subclass) whose input conversion translates the NIR view first, so the stereo parameters (``method``,
+  ``weights``, ``min_disparity``, ``min_depth``, ``max_depth``, ...) and any output the stereo node gains apply
+  here too.
+
+On the node base (:mod:`stereo_depth_ros.ros.node_base`): lazy (no input subscription and no inference while no
+output has a subscriber; in pair mode the stereo network runs only while a stereo output has a subscriber), the
+newest input set only, bad input reported as counted, throttled problems naming the field (an RGB image on
+``image_nir``: kind ``"encoding"``; a NIR/RGB pair of different sizes: ``"image_size"``; a camera_info of another
+size: ``"camera_info_size"``), never a crash. Topics and parameters: docs/ros_interface.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from stereo_depth_ros.models.registry import create_estimator, model_names, model_spec
+from stereo_depth_ros.ros import conversions
+from stereo_depth_ros.ros.conversions import InputError
+from stereo_depth_ros.ros.mono_node import apply_depth_limits
+from stereo_depth_ros.ros.node_base import COMMON_PARAMETERS, SkipSet, run_node
+from stereo_depth_ros.ros.parameters import ParameterSpec, parameter_table
+from stereo_depth_ros.ros.stereo_node import PARAMETERS as STEREO_PARAMETERS
+from stereo_depth_ros.ros.stereo_node import StereoDepthNode
+
+DEFAULT_NODE_NAME = "cross_modal_node"
+INPUT_MODES = ("nir", "nir-rgb-pair")
+TRANSLATION_MODEL = "cyclegan-nir-to-rgb"
+DEFAULT_DEPTH_MODEL = "dispnet-subpixel"
+NIR_ENCODINGS = ("mono8", "mono16")
+RGB_ENCODINGS = ("rgb8", "bgr8")
+PSEUDO_RGB_TOPIC = "pseudo_rgb"
+#: Inputs of the "nir" mode, without and with the optional camera_info.
+NIR_INPUT_TOPICS = {"image_nir": Image}
+NIR_INPUT_TOPICS_WITH_INFO = {"image_nir": Image, "camera_info": CameraInfo}
+#: Inputs of the "nir-rgb-pair" mode: the stereo node's (left = NIR, right = RGB).
+PAIR_INPUT_TOPICS = dict(StereoDepthNode.INPUT_TOPICS)
+
+CROSS_MODAL_PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("input_mode", "nir", "nir: a NIR image alone on 'image_nir' -> pseudo_rgb and monocular depth; "
+                  "nir-rgb-pair: a rectified NIR (left) + RGB (right) pair -> pseudo_rgb and the stereo network's "
+                  "disparity, depth and points2 on (pseudo-RGB, RGB).", read_only=True, choices=INPUT_MODES),
+    ParameterSpec("translation_weights", "", "NIR -> RGB generator weights (safetensors, "
+                  "cross_modal.save_generator); empty = the packaged cyclegan-nir-to-rgb weights.", read_only=True),
+    ParameterSpec("backend", "auto", "Inference backend of the translation and monocular networks: auto "
+                  "(onnxruntime on the CPU), torch or onnx.", read_only=True, choices=("auto", "torch", "onnx")),
+    ParameterSpec("depth_model", DEFAULT_DEPTH_MODEL, "nir mode: registered monocular depth model run on the "
+                  "pseudo-RGB image (dispnet-subpixel, unet, ...; stereo-depth-ros eval-mono lists them).",
+                  read_only=True),
+    ParameterSpec("depth_weights", "", "nir mode: weights of depth_model (safetensors); empty = its packaged "
+                  "weights.", read_only=True),
+    ParameterSpec("depth_scale", 0.0, "nir mode: metres per monocular model unit; 0 = the model's own metres "
+                  "(metric models; a scale-free model without it skips frames as problem 'scale').",
+                  float_range=(0.0, 1.0e6)),
+    ParameterSpec("with_camera_info", False, "nir mode: also subscribe 'camera_info' synchronised with 'image_nir' "
+                  "(its size must match the image).", read_only=True),
+)
+#: The node's own parameters: the stereo node's (pair mode; min_depth, max_depth also limit the monocular depth)
+#: and the cross-modal ones.
+PARAMETERS: tuple[ParameterSpec, ...] = STEREO_PARAMETERS + CROSS_MODAL_PARAMETERS
+#: Every parameter of the node (common ones first) by name.
+PARAMETER_SPECS = parameter_table(COMMON_PARAMETERS, PARAMETERS)
+
+
+def nir_to_array(msg: Image, name: str) -> np.ndarray:
+    """Decode a NIR image: (H, W) uint8 for ``mono8``, (H, W) uint16 for ``mono16`` (what the translation network
+    takes).
+
+    Raises:
+        InputError: kind "encoding" for any other encoding (e.g. an RGB image on the NIR input), naming the topic;
+            other kinds: :func:`stereo_depth_ros.ros.conversions.check_image`.
+    """
+    if msg.encoding not in NIR_ENCODINGS:
+        raise InputError("encoding", f"{name}: a NIR image must be {' or '.join(NIR_ENCODINGS)} (field 'encoding'), "
+                                     f"got {msg.encoding!r}")
+    return conversions.image_to_numpy(msg, name)
+
+
+def rgb_to_bgr8(msg: Image, name: str) -> np.ndarray:
+    """Decode the RGB camera's image of a NIR/RGB pair into (H, W, 3) uint8 BGR.
+
+    Raises:
+        InputError: kind "encoding" for an encoding other than rgb8/bgr8 (a NIR image on the RGB input, ...).
+    """
+    if msg.encoding not in RGB_ENCODINGS:
+        raise InputError("encoding", f"{name}: the RGB camera's image must be {' or '.join(RGB_ENCODINGS)} "
+                                     f"(field 'encoding'), got {msg.encoding!r}")
+    return conversions.image_to_bgr8(msg, name)
+
+
+class CrossModalNode(StereoDepthNode):
+    """NIR-to-RGB node (module docstring): a :class:`~stereo_depth_ros.ros.stereo_node.StereoDepthNode` whose left
+    view is a NIR image translated to pseudo-RGB, or, in ``"nir"`` mode, a NIR image alone with monocular depth.
+
+    Attributes:
+        translator: the NIR -> RGB estimator (``create_estimator("cyclegan-nir-to-rgb", ...)``).
+        depth_estimator: the monocular estimator (``"nir"`` mode) or None.
+        estimator: the stereo estimator (``"nir-rgb-pair"`` mode; the stereo node's).
+        counters, problems, last_problem, last_timing: see the base class. Problem kinds: the stereo node's plus
+            "translation" (the generator failed) and "scale" (nir mode, no way to metres). Timing steps:
+            "convert_in", "translation", "inference", "depth", "build_pseudo_rgb", "build_depth", the stereo
+            node's "build_*", "publish", "total".
+
+    Raises:
+        ValueError: at start-up, for invalid parameters or a ``depth_model`` that is not a monocular depth model
+            (listing the registered ones).
+        stereo_depth_ros.models.weights.WeightsError: at start-up, for a missing or wrong weights file (naming it).
+    """
+
+    DEFAULT_NODE_NAME = DEFAULT_NODE_NAME
+    #: Every input of either mode (what bringup's remap arguments cover); :meth:`setup` sets the instance's
+    #: ``INPUT_TOPICS`` to its mode's, the only ones it subscribes and synchronises.
+    INPUT_TOPICS = {**NIR_INPUT_TOPICS_WITH_INFO, **PAIR_INPUT_TOPICS}
+    #: Outputs of both modes; "nir-rgb-pair" adds the stereo node's other outputs in :meth:`setup`.
+    OUTPUT_TOPICS = {PSEUDO_RGB_TOPIC: Image, "depth": Image}
+    PARAMETERS = PARAMETERS
+
+    def setup(self) -> None:
+        """Build the translation network and, per ``input_mode``, the monocular network or the stereo node's
+        estimator and outputs."""
+        settings = self.settings
+        self.mode = settings["input_mode"]
+        self._pseudo_rgb: np.ndarray | None = None
+        self._buffers: dict[str, Any] = {}
+        self.translator = create_estimator(TRANSLATION_MODEL, weights=settings["translation_weights"] or None,
+                                           backend=settings["backend"], device=settings["device"])
+        self.depth_estimator = None
+        if self.mode == "nir":
+            self.INPUT_TOPICS = NIR_INPUT_TOPICS_WITH_INFO if settings["with_camera_info"] else NIR_INPUT_TOPICS
+            self._stage_count = 0  # no disparity stages in this mode
+            self.depth_estimator = self._monocular_estimator()
+            self.metric = bool(getattr(self.depth_estimator, "metric", False))
+            described = f"monocular depth {self.depth_estimator.name} ({'metric' if self.metric else 'scale-free'})"
+        else:
+            self.INPUT_TOPICS = PAIR_INPUT_TOPICS
+            super().setup()
+            for topic, msg_type in StereoDepthNode.OUTPUT_TOPICS.items():
+                self.add_output(topic, msg_type)
+            described = f"stereo {self.estimator.name} on (pseudo-RGB, RGB)"
+        self.get_logger().info(f"{self.mode} mode: {TRANSLATION_MODEL} (backend {self.translator.backend}) and "
+                               f"{described} ready; inputs {', '.join(self.INPUT_TOPICS)}")
+
+    def _monocular_estimator(self):
+        name = self.settings["depth_model"]
+        monocular = [n for n in model_names(input_kind="image") if "depth" in model_spec(n).output_kinds]
+        if name not in monocular:
+            raise ValueError(f"parameter 'depth_model' {name!r} is not a registered monocular depth model; "
+                             f"registered: {', '.join(monocular) or 'none'}")
+        spec, options = model_spec(name), {}
+        if self.settings["depth_weights"]:
+            options["weights"] = self.settings["depth_weights"]
+        for option in ("device", "backend"):
+            if option in spec.options:
+                options[option] = self.settings[option]
+        return create_estimator(name, **options)
+
+    def prepare(self, height: int, width: int) -> None:
+        """Build the backends for this input size (translation, then the depth network) on the worker thread."""
+        self.translator.prepare(height, width)
+        (self.depth_estimator or self.estimator).prepare(height, width)
+
+    def diagnostic_values(self) -> dict[str, str]:
+        """Mode, translation model and backend, and the depth network."""
+        values = {"input mode": self.mode, "translation": f"{self.translator.name} ({self.translator.backend})"}
+        if self.depth_estimator is not None:
+            values["depth"] = f"{self.depth_estimator.name} ({self.depth_estimator.backend})"
+        else:
+            values.update(super().diagnostic_values())
+        return values
+
+    # ------------------------------------------------------------------------------------------------ processing
+
+    def translate(self, nir: np.ndarray) -> np.ndarray:
+        """Pseudo-RGB (H, W, 3) uint8 BGR of a NIR image ((H, W) uint8 or uint16).
+
+        Raises:
+            SkipSet: kind "translation" when the generator fails.
+        """
+        with self.timed("translation"):
+            try:
+                return self.translator.predict(nir)["image"]
+            except Exception as error:
+                raise SkipSet("translation", f"{self.translator.name} failed on a {nir.shape[1]} x {nir.shape[0]} "
+                                             f"NIR image: {type(error).__name__}: {error}") from error
+
+    def _pseudo_rgb_message(self, pseudo_bgr: np.ndarray, header: Header) -> Image:
+        with self.timed("build_pseudo_rgb"):
+            rgb = pseudo_bgr[..., ::-1]
+            return conversions.numpy_to_image(rgb, "rgb8", header,
+                                              conversions.reusable_buffer(self._buffers, PSEUDO_RGB_TOPIC, rgb.nbytes))
+
+    def process(self, inputs: list[Any]) -> list[tuple[str, Any]]:
+        """One input set -> the wanted outputs (worker thread).
+
+        Raises:
+            InputError: for messages the node cannot use (the kind names the problem).
+            SkipSet: kinds "translation", "estimator", "scale".
+        """
+        if self.mode == "nir":
+            return self._process_nir(inputs)
+        self._pseudo_rgb = None
+        stereo_outputs = [t for t in self.output_topics() if t != PSEUDO_RGB_TOPIC]
+        if any(self.wanted(topic) for topic in stereo_outputs):
+            outgoing = super().process(inputs)  # calls _convert_inputs, which translates the NIR view
+        else:  # only pseudo_rgb is wanted: no stereo network
+            outgoing = []
+            with self.timed("convert_in"):
+                self._convert_inputs(*inputs)
+        if self.wanted(PSEUDO_RGB_TOPIC) and self._pseudo_rgb is not None:
+            left_image, left_info = inputs[0], inputs[2]
+            header = Header(stamp=left_image.header.stamp,
+                            frame_id=left_image.header.frame_id or left_info.header.frame_id)
+            outgoing.append((PSEUDO_RGB_TOPIC, self._pseudo_rgb_message(self._pseudo_rgb, header)))
+        return outgoing
+
+    def _convert_inputs(self, left_image: Image, right_image: Image, left_info: CameraInfo,
+                        right_info: CameraInfo):
+        """The stereo node's input conversion for a NIR (left) + RGB (right) pair: decode and check both, translate
+        the NIR view; returns ``(pseudo-RGB BGR, RGB BGR, calibration)`` for the stereo network.
+
+        Raises:
+            InputError: "encoding" (NIR not mono8/mono16, RGB not rgb8/bgr8), "image_size" (the views differ),
+                "camera_info_size".
+        """
+        topics = list(PAIR_INPUT_TOPICS)
+        nir = nir_to_array(left_image, f"{topics[0]} (NIR)")
+        rgb = rgb_to_bgr8(right_image, f"{topics[1]} (RGB)")
+        if nir.shape[:2] != rgb.shape[:2]:
+            raise InputError("image_size", f"the NIR (left) and RGB (right) images differ in size (fields 'width' x "
+                                           f"'height'): {left_image.width} x {left_image.height} vs "
+                                           f"{right_image.width} x {right_image.height}")
+        conversions.check_camera_info_size(left_info, left_image, "left")
+        conversions.check_camera_info_size(right_info, right_image, "right")
+        self._pseudo_rgb = self.translate(nir)
+        return self._pseudo_rgb, rgb, conversions.camera_info_calibration(left_info, right_info)
+
+    def _depth_scale(self) -> float:
+        """Metres per monocular model unit: the monocular node's rules without stereo alignment."""
+        if self.settings["depth_scale"] > 0.0:
+            return float(self.settings["depth_scale"])
+        if self.metric:
+            return 1.0
+        raise SkipSet("scale", f"model {self.depth_estimator.name!r} gives depth up to a scale and this node has no "
+                               f"stereo depth to align to: set parameter 'depth_scale' (metres per unit)")
+
+    def _process_nir(self, inputs: list[Any]) -> list[tuple[str, Any]]:
+        nir_msg = inputs[0]
+        info = inputs[1] if len(inputs) > 1 else None
+        with self.timed("convert_in"):
+            nir = nir_to_array(nir_msg, "image_nir")
+            if info is not None:
+                conversions.check_camera_info_size(info, nir_msg, "NIR")
+        pseudo = self.translate(nir)
+        header = Header(stamp=nir_msg.header.stamp,
+                        frame_id=nir_msg.header.frame_id or (info.header.frame_id if info is not None else ""))
+        outgoing: list[tuple[str, Any]] = []
+        if self.wanted(PSEUDO_RGB_TOPIC):
+            outgoing.append((PSEUDO_RGB_TOPIC, self._pseudo_rgb_message(pseudo, header)))
+        if not self.wanted("depth"):
+            return outgoing
+        scale = self._depth_scale()
+        with self.timed("inference"):
+            try:
+                relative = self.depth_estimator.predict(pseudo)["depth"]
+            except Exception as error:
+                raise SkipSet("estimator", f"model {self.depth_estimator.name} failed on a {pseudo.shape[1]} x "
+                                           f"{pseudo.shape[0]} pseudo-RGB image: {type(error).__name__}: {error}"
+                              ) from error
+        with self.timed("depth"):
+            depth = apply_depth_limits(relative * np.float32(scale), self.settings["min_depth"],
+                                       self.settings["max_depth"])
+        with self.timed("build_depth"):
+            outgoing.append(("depth", conversions.numpy_to_image(
+                depth, "32FC1", header, conversions.reusable_buffer(self._buffers, "depth", depth.nbytes))))
+        return outgoing
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console entry point ``cross_modal_node``: run the node until Ctrl-C.
+
+    Returns:
+        0 after a clean shutdown, 1 when the node fails to start (the reason is logged).
+    """
+    return run_node(CrossModalNode, DEFAULT_NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
