@@ -134,6 +134,37 @@ def test_short_training_lowers_the_loss(tmp_path):
     assert sr_left.shape == sr_right.shape == (40, 60, 3)
 
 
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    """--init: the network of the weights file (its sizes, its tensors) is what trains; another scale or the other
+    model family is refused."""
+    from stereo_depth_ros.models.stereo_sr import STEREO_ARCHITECTURE, build_network
+    from stereo_depth_ros.models.weights import WeightsError, save_weights
+    from stereo_depth_ros.training.sr_trainer import TrainSuperResolutionOptions, initial_network, \
+        train_super_resolution
+
+    config = {"scale": 2, "channels": 8, "growth": 4, "rdb_layers": 2, "num_rdb": 1, "num_rdb_reconstruction": 1,
+              "stereo": True}
+    start = build_network(config)
+    save_weights(start, tmp_path / "start.safetensors", STEREO_ARCHITECTURE, start.config)
+    loaded = initial_network(tmp_path / "start.safetensors", 2, True)
+    for name, tensor in start.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    with pytest.raises(ValueError, match="x2, but --scale is 4"):
+        initial_network(tmp_path / "start.safetensors", 4, True)
+    with pytest.raises(WeightsError):
+        initial_network(tmp_path / "start.safetensors", 2, False)
+
+    left, right = textured_pair(32, 48, 4, seed=0, blocks=True)
+    for side, image in (("left", left), ("right", right)):
+        (tmp_path / "set" / side).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "set" / side / "0.png"), image)
+    out = tmp_path / "run" / "tuned.safetensors"
+    card = train_super_resolution(TrainSuperResolutionOptions(
+        scale=2, out=str(out), data=[str(tmp_path / "set")], exclude=None, steps=2, batch_size=1, patch=(16, 24),
+        channels=32, checkpoint_every=2, threads=1, progress=False, init=str(tmp_path / "start.safetensors")))
+    assert card["config"] == start.config  # the init's sizes, not the options' channels=32
+
+
 def csv_rows(path):
     import csv
 

@@ -290,6 +290,8 @@ def add_super_resolution_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--attention-weight", type=float, default=0.1,
                         help="weight of the photometric, cycle and smoothness terms (default 0.1)")
     parser.add_argument("--channels", type=int, default=32, help="feature channels (default 32)")
+    parser.add_argument("--init", metavar="WEIGHTS", help="weights to fine-tune (their network sizes are used; "
+                                                          "same scale and model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--stop-at", type=int, metavar="STEP", help="stop after this step with a checkpoint")
@@ -305,7 +307,7 @@ def _run_super_resolution(args: argparse.Namespace) -> int:
     card = train_super_resolution(TrainSuperResolutionOptions(
         scale=args.scale, out=args.out, model=args.model, data=list(args.data), exclude=args.exclude or None,
         steps=args.steps, batch_size=args.batch_size, patch=tuple(args.patch), lr=args.lr,
-        attention_weight=args.attention_weight, channels=args.channels, seed=args.seed,
+        attention_weight=args.attention_weight, channels=args.channels, seed=args.seed, init=args.init,
         checkpoint_every=args.checkpoint_every, stop_at=args.stop_at, resume=args.resume, threads=args.threads,
         progress=not args.no_progress))
     print(json.dumps({"weights": args.out, "steps": card.get("steps"), "wall_time_s": card.get("wall_time_s"),

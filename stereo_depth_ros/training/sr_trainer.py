@@ -31,8 +31,9 @@ import torch
 
 from stereo_depth_ros.data.folder_dataset import Sample, read_pair_list
 from stereo_depth_ros.data.stereo_folder import StereoFolderDataset
-from stereo_depth_ros.models.stereo_sr import bicubic_downscale, build_network, check_scale, warp_with_attention
-from stereo_depth_ros.models.weights import save_weights
+from stereo_depth_ros.models.stereo_sr import SINGLE_ARCHITECTURE, STEREO_ARCHITECTURE, bicubic_downscale, \
+    build_network, check_scale, warp_with_attention
+from stereo_depth_ros.models.weights import load_weights, save_weights
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, seed_everything
 
@@ -86,6 +87,8 @@ class TrainSuperResolutionOptions:
         patch: LR patch (height, width) in pixels. attention_weight: weight of the attention terms.
         channels, growth, rdb_layers, num_rdb, num_rdb_reconstruction: network sizes.
         threads: CPU threads (0 = PyTorch's default). progress: show a progress bar.
+        init: weights to start from (fine-tuning, e.g. with wider patches); their configuration replaces the
+            network sizes above and must have this ``scale`` and ``model``.
     """
 
     scale: int
@@ -109,6 +112,7 @@ class TrainSuperResolutionOptions:
     num_rdb_reconstruction: int = 1
     threads: int = 0
     progress: bool = True
+    init: str | None = None
 
 
 def attention_losses(attention: dict, lr_left: torch.Tensor, lr_right: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -154,6 +158,19 @@ def write_network(module, path: Path, metadata: dict) -> None:
     save_weights(module, path, module.ARCHITECTURE, module.config, metadata)
 
 
+def initial_network(path: str | Path, scale: int, stereo: bool) -> torch.nn.Module:
+    """The network stored in ``path`` (platform weights format), to fine-tune.
+
+    Raises:
+        WeightsError: for a missing, changed or truncated file or another architecture (stereo vs single-image).
+        ValueError: if its scale is not ``scale``.
+    """
+    module, _ = load_weights(path, STEREO_ARCHITECTURE if stereo else SINGLE_ARCHITECTURE, build_network)
+    if module.config["scale"] != scale:
+        raise ValueError(f"{path}: weights for x{module.config['scale']}, but --scale is {scale}")
+    return module
+
+
 def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
     """Train the stereo or single-image SR network; write the weights, logs and model card.
 
@@ -182,7 +199,10 @@ def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
     config = {"scale": scale, "channels": options.channels, "growth": options.growth,
               "rdb_layers": options.rdb_layers, "num_rdb": options.num_rdb,
               "num_rdb_reconstruction": options.num_rdb_reconstruction, "stereo": options.model == "stereo"}
-    model = build_network(config).train()
+    if options.init:
+        model = initial_network(options.init, scale, options.model == "stereo").train()
+    else:
+        model = build_network(config).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     trainer = Trainer(trainer_options, models={MODEL_NAME: model}, optimizers={MODEL_NAME: optimizer},
                       loss=sr_loss_callback(options.attention_weight), train_dataset=dataset,
