@@ -9,10 +9,7 @@ offline, so a swapped channel order or a wrong view would fail. Every wait is bo
 
 from __future__ import annotations
 
-import itertools
 import os
-import time
-from collections import defaultdict
 from pathlib import Path
 
 import cv2
@@ -22,8 +19,6 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="the ROS layer needs the ROS 2 Python packages (rclpy, ...)")
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
@@ -34,20 +29,17 @@ from stereo_depth_ros.evaluation.datasets import SKIMAGE_MOTORCYCLE_CAMERA  # no
 from stereo_depth_ros.models import cross_modal  # noqa: E402
 from stereo_depth_ros.ros import conversions  # noqa: E402
 from stereo_depth_ros.ros.cross_modal_node import PARAMETER_SPECS, CrossModalNode  # noqa: E402
+from ros_rig import NodeRig, closing_factory, ros_context  # noqa: E402
 
 DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID", "62"))
 WAIT_S = 60.0
 FRAME_ID = "nir_optical_frame"
-_namespaces = itertools.count()
 OUTPUT_TYPES = {"pseudo_rgb": Image, "depth": Image, "disparity": DisparityImage, "points2": PointCloud2}
 
 
 @pytest.fixture(scope="module")
 def context():
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
+    yield from ros_context(DOMAIN_ID)
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +65,14 @@ def camera_infos(width, height, stamp):
     return conversions.stereo_camera_info_messages(camera, width, height, Header(stamp=stamp, frame_id=FRAME_ID))
 
 
-class Rig:
+class Rig(NodeRig):
     """The node plus a helper node that publishes the inputs and records the outputs."""
 
+    wait_s = WAIT_S
+
     def __init__(self, context, parameters, outputs=("pseudo_rgb", "depth")):
-        self.namespace = f"/cross_modal_test_{os.getpid()}_{next(_namespaces)}"
-        overrides = [Parameter(k, value=v) for k, v in dict({"input_qos": "reliable", "backend": "torch"},
-                                                            **parameters).items()]
-        self.node = CrossModalNode(context=context, namespace=self.namespace, parameter_overrides=overrides)
-        self.helper = rclpy.create_node("cross_modal_test_helper", context=context, namespace=self.namespace)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.helper)
-        self.received = defaultdict(list)
+        super().__init__(context, CrossModalNode, dict({"input_qos": "reliable", "backend": "torch"}, **parameters),
+                         prefix="cross_modal_test")
         for topic in outputs:
             self.subscribe(topic)
         qos = QoSProfile(depth=10)
@@ -96,41 +83,16 @@ class Rig:
                 "discovery did not complete"
 
     def subscribe(self, topic):
-        self.helper.create_subscription(OUTPUT_TYPES[topic], topic, lambda msg: self.received[topic].append(msg), 10)
-
-    def spin_until(self, predicate, timeout=WAIT_S) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
+        self.record(topic, OUTPUT_TYPES[topic])
 
     def publish(self, messages: dict):
         for topic, msg in messages.items():
             self.publishers[topic].publish(msg)
 
-    def wait_for(self, topic, stamp):
-        find = lambda: next((m for m in self.received[topic] if m.header.stamp == stamp), None)  # noqa: E731
-        self.spin_until(lambda: find() is not None)
-        return find()
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.helper.destroy_node()
-
 
 @pytest.fixture
 def rig_factory(context):
-    rigs = []
-
-    def make(*args, **kwargs):
-        rigs.append(Rig(context, *args, **kwargs))
-        return rigs[-1]
-    yield make
-    for rig in rigs:
-        rig.close()
+    yield from closing_factory(lambda *args, **kwargs: Rig(context, *args, **kwargs))
 
 
 def image_message(pixels, encoding, seconds):

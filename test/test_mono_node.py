@@ -6,10 +6,7 @@ every wait is bounded; every test has its own namespace.
 
 from __future__ import annotations
 
-import itertools
 import os
-import time
-from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -18,8 +15,6 @@ import torch
 rclpy = pytest.importorskip("rclpy", reason="the ROS layer needs the ROS 2 Python packages (rclpy, ...)")
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
@@ -29,11 +24,11 @@ from stereo_depth_ros.models.mono_estimator import MonocularEstimator  # noqa: E
 from stereo_depth_ros.models.registry import ModelSpec, _REGISTRY, register_model  # noqa: E402
 from stereo_depth_ros.ros import conversions  # noqa: E402
 from stereo_depth_ros.ros.mono_node import PARAMETER_SPECS, MonoDepthNode, apply_depth_limits  # noqa: E402
+from ros_rig import NodeRig, closing_factory, ros_context  # noqa: E402
 
 DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID", "53"))
 WAIT_S = 20.0
 FX = 250.0
-_namespaces = itertools.count()
 
 
 class Brightness(torch.nn.Module):
@@ -61,10 +56,7 @@ def stand_in_models():
 
 @pytest.fixture(scope="module")
 def context():
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
+    yield from ros_context(DOMAIN_ID)
 
 
 def camera_info(width, height, stamp) -> CameraInfo:
@@ -75,18 +67,11 @@ def camera_info(width, height, stamp) -> CameraInfo:
     return info
 
 
-class Rig:
+class Rig(NodeRig):
     """The node plus a helper node that publishes image, camera_info, stereo_depth and records outputs."""
 
     def __init__(self, context, parameters, outputs=("depth",)):
-        self.namespace = f"/mono_test_{os.getpid()}_{next(_namespaces)}"
-        overrides = [Parameter(k, value=v) for k, v in dict({"input_qos": "reliable"}, **parameters).items()]
-        self.node = MonoDepthNode(context=context, namespace=self.namespace, parameter_overrides=overrides)
-        self.helper = rclpy.create_node("mono_test_helper", context=context, namespace=self.namespace)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.helper)
-        self.received = defaultdict(list)
+        super().__init__(context, MonoDepthNode, dict({"input_qos": "reliable"}, **parameters), prefix="mono_test")
         self.subscriptions = {topic: self.subscribe(topic) for topic in outputs}
         qos = QoSProfile(depth=10)
         self.image_pub = self.helper.create_publisher(Image, "image", qos)
@@ -97,16 +82,7 @@ class Rig:
                                    and self.info_pub.get_subscription_count() > 0), "discovery did not complete"
 
     def subscribe(self, topic):
-        return self.helper.create_subscription(PointCloud2 if topic == "points2" else Image, topic,
-                                               lambda msg: self.received[topic].append(msg), 10)
-
-    def spin_until(self, predicate, timeout=WAIT_S) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
+        return self.record(topic, PointCloud2 if topic == "points2" else Image)
 
     def publish(self, image_bgr, seconds, image_msg=None, info=None):
         stamp = Time(sec=int(seconds), nanosec=0)
@@ -116,27 +92,10 @@ class Rig:
         self.info_pub.publish(info or camera_info(w, h, stamp))
         return stamp
 
-    def wait_for(self, topic, stamp):
-        find = lambda: next((m for m in self.received[topic] if m.header.stamp == stamp), None)  # noqa: E731
-        self.spin_until(lambda: find() is not None)
-        return find()
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.helper.destroy_node()
-
 
 @pytest.fixture
 def rig_factory(context):
-    rigs = []
-
-    def make(*args, **kwargs):
-        rigs.append(Rig(context, *args, **kwargs))
-        return rigs[-1]
-    yield make
-    for rig in rigs:
-        rig.close()
+    yield from closing_factory(lambda *args, **kwargs: Rig(context, *args, **kwargs))
 
 
 def test_metric_model_publishes_depth_and_points_for_a_real_image(rig_factory, motorcycle_small):

@@ -4,9 +4,7 @@ diagnostic levels."""
 
 from __future__ import annotations
 
-import itertools
 import os
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +14,6 @@ rclpy = pytest.importorskip("rclpy", reason="the ROS layer needs the ROS 2 Pytho
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -26,10 +23,10 @@ from stereo_depth_ros.ros import conversions  # noqa: E402
 from stereo_depth_ros.ros.diagnostics import NodeStatistics, diagnostic_status, status_values  # noqa: E402
 from stereo_depth_ros.ros.node_base import COMMON_PARAMETERS, PerceptionNode, SkipSet  # noqa: E402
 from stereo_depth_ros.ros.parameters import ParameterSpec, parameter_table, validate_parameters  # noqa: E402
+from ros_rig import NodeRig, closing_factory, ros_context  # noqa: E402
 
 DOMAIN_ID = 150 + (os.getpid() + 40) % 80
 WAIT_S = 20.0
-_namespaces = itertools.count()
 
 
 class ThresholdNode(PerceptionNode):
@@ -71,21 +68,13 @@ class FusionNode(PerceptionNode):
 
 @pytest.fixture(scope="module")
 def context():
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
+    yield from ros_context(DOMAIN_ID)
 
 
-class Harness:
+class Harness(NodeRig):
     def __init__(self, context, node_class, outputs, parameters=None):
-        namespace = f"/base_test_{os.getpid()}_{next(_namespaces)}"
-        self.node = node_class(context=context, namespace=namespace, parameter_overrides=[
-            Parameter(n, value=v) for n, v in dict({"input_qos": "reliable"}, **(parameters or {})).items()])
-        self.helper = rclpy.create_node("base_test_helper", context=context, namespace=namespace)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.helper)
+        super().__init__(context, node_class, dict({"input_qos": "reliable"}, **(parameters or {})),
+                         prefix="base_test")
         self.received = {topic: [] for topic in outputs}
         for topic in outputs:
             self.helper.create_subscription(Image, topic, self.received[topic].append, 10)
@@ -93,33 +82,15 @@ class Harness:
                            for topic in node_class.INPUT_TOPICS}
         assert self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in self.publishers.values()))
 
-    def spin_until(self, predicate, timeout=WAIT_S):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not predicate():
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
-
     def publish(self, topic, pixels, seconds):
         header = Header(stamp=Time(sec=int(seconds), nanosec=int(round(seconds % 1 * 1e9))), frame_id="camera")
         self.publishers[topic].publish(conversions.numpy_to_image(pixels, "mono8", header))
         return header.stamp
 
-    def close(self):
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.helper.destroy_node()
-
 
 @pytest.fixture
 def harness(context):
-    made = []
-
-    def make(*args, **kwargs):
-        made.append(Harness(context, *args, **kwargs))
-        return made[-1]
-    yield make
-    for item in made:
-        item.close()
+    yield from closing_factory(lambda *args, **kwargs: Harness(context, *args, **kwargs))
 
 
 def _grey(seed, shape=(12, 16)):

@@ -7,11 +7,9 @@ machine do not hear each other) and in its own namespace; every wait is bounded.
 from __future__ import annotations
 
 import array
-import itertools
 import math
 import os
 import time
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,9 +21,7 @@ rclpy = pytest.importorskip("rclpy", reason="the ROS layer needs the ROS 2 Pytho
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from rclpy.context import Context  # noqa: E402
 from rclpy.exceptions import InvalidParameterValueException  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -41,6 +37,7 @@ from stereo_depth_ros.ros import conversions, stereo_node  # noqa: E402
 from stereo_depth_ros.ros.diagnostics import status_values  # noqa: E402
 from stereo_depth_ros.ros.qos import AdaptiveSubscription, choose_qos, input_qos, output_qos  # noqa: E402
 from stereo_depth_ros.ros.stereo_node import PARAMETER_SPECS, StereoDepthNode, main  # noqa: E402
+from ros_rig import WAIT_S, NodeRig, closing_factory, ros_context  # noqa: E402
 
 INPUT_TOPICS = tuple(StereoDepthNode.INPUT_TOPICS)
 OUTPUT_TOPICS = StereoDepthNode.OUTPUT_TOPICS
@@ -49,16 +46,11 @@ DOMAIN_ID = 150 + os.getpid() % 80  # 150..229: valid for Fast DDS, and unlikely
 FOCAL_PX = 400.0
 BASELINE_M = 0.12
 FRAME_ID = "stereo_left_optical_frame"
-WAIT_S = 20.0
-_namespaces = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def context():
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
+    yield from ros_context(DOMAIN_ID)
 
 
 def camera_info(width, height, tx=0.0, cx=92.0, fx=FOCAL_PX, stamp=None) -> CameraInfo:
@@ -69,21 +61,12 @@ def camera_info(width, height, tx=0.0, cx=92.0, fx=FOCAL_PX, stamp=None) -> Came
     return info
 
 
-class Rig:
-    """The node under test plus a helper node that publishes the inputs and records the outputs."""
+class Rig(NodeRig):
+    """The stereo node under test plus a helper node that publishes the inputs and records the outputs."""
 
     def __init__(self, context, parameters=None, outputs=tuple(OUTPUT_TOPICS), input_qos_profile=None,
                  node_kwargs=None, wait_for_inputs=True):
-        self.namespace = f"/stereo_test_{os.getpid()}_{next(_namespaces)}"
-        overrides = [Parameter(name, value=value) for name, value in (parameters or {}).items()]
-        self.node = StereoDepthNode(context=context, namespace=self.namespace, parameter_overrides=overrides,
-                                    **(node_kwargs or {}))
-        self.helper = rclpy.create_node("stereo_test_helper", context=context, namespace=self.namespace)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.helper)
-        self.received = defaultdict(list)
-        self.receive_times: dict[str, list[tuple[Time, float]]] = defaultdict(list)
+        super().__init__(context, StereoDepthNode, parameters, prefix="stereo_test", node_kwargs=node_kwargs)
         types = dict(OUTPUT_TOPICS, **{t: DisparityImage for t in outputs if t.startswith("disparity/stage_")})
         self.outputs = list(outputs)
         for topic in self.outputs:
@@ -98,21 +81,7 @@ class Rig:
 
     def subscribe(self, topic, msg_type):
         """Record every message on an output topic (and when it arrived); returns the subscription."""
-        def record(msg):
-            self.received[topic].append(msg)
-            self.receive_times[topic].append((msg.header.stamp, time.monotonic()))
-        return self.helper.create_subscription(msg_type, topic, record, 10)
-
-    def spin_until(self, predicate, timeout=WAIT_S) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
-
-    def spin_for(self, seconds):
-        self.spin_until(lambda: False, timeout=seconds)
+        return self.record(topic, msg_type)
 
     def publish(self, left, right, left_info, right_info):
         for publisher, msg in zip(self.publishers, (left, right, left_info, right_info)):
@@ -135,18 +104,6 @@ class Rig:
                      camera_info(w, h, tx=tx, cx=right_cx, stamp=stamp))
         return stamp
 
-    def wait_for(self, topic, stamp, timeout=WAIT_S):
-        """The first received message on ``topic`` with this stamp (None after ``timeout``)."""
-        def find():
-            return next((m for m in self.received[topic] if m.header.stamp == stamp), None)
-        self.spin_until(lambda: find() is not None, timeout)
-        return find()
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.helper.destroy_node()
-
 
 def _stamp(seconds) -> Time:
     return Time(sec=int(seconds), nanosec=int(round((seconds - int(seconds)) * 1e9)))
@@ -154,14 +111,7 @@ def _stamp(seconds) -> Time:
 
 @pytest.fixture
 def rig_factory(context):
-    rigs = []
-
-    def make(**kwargs):
-        rigs.append(Rig(context, **kwargs))
-        return rigs[-1]
-    yield make
-    for rig in rigs:
-        rig.close()
+    yield from closing_factory(lambda **kwargs: Rig(context, **kwargs))
 
 
 SGBM = {"method": "sgbm", "max_disparity": 32, "input_qos": "reliable"}
