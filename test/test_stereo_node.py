@@ -353,6 +353,23 @@ def test_no_inference_and_no_input_subscriptions_without_output_subscribers(rig_
     assert fake_estimator.calls == 1 and node.counters["sets"] == 1
 
 
+def test_prepare_warms_the_confidence_path_only_when_confidence_is_needed(rig_factory, motorcycle_small,
+                                                                          fake_estimator):
+    """With confidence_threshold > 0 the first input's size runs the confidence path once on a black pair
+    (estimate_with_confidence -> estimate) before the first frame; without it prepare runs no inference."""
+    left, right, _ = motorcycle_small
+    rig = rig_factory(parameters={"input_qos": "reliable", "confidence_threshold": 0.5}, outputs=("disparity",))
+    stamp = rig.publish_frame(40.0, left, right)
+    assert rig.wait_for("disparity", stamp) is not None, rig.node.last_problem
+    assert fake_estimator.prepared == [left.shape[:2]] and fake_estimator.calls == 2  # warm-up + the frame
+
+    fake_estimator.calls, fake_estimator.prepared = 0, []
+    rig = rig_factory(parameters={"input_qos": "reliable"}, outputs=("disparity",))
+    stamp = rig.publish_frame(41.0, left, right)
+    assert rig.wait_for("disparity", stamp) is not None, rig.node.last_problem
+    assert fake_estimator.prepared == [left.shape[:2]] and fake_estimator.calls == 1
+
+
 # ------------------------------------------------------------------------------------------------------ live latency
 
 

@@ -226,8 +226,13 @@ class StereoDepthNode(PerceptionNode):
             self._create_stage_outputs()
 
     def prepare(self, height: int, width: int) -> None:
-        """Build the estimator's backend for this size (ONNX export or cache load) on the worker thread."""
+        """Build the estimator's backend for this size (ONNX export or cache load) on the worker thread; when the
+        confidence is needed now (``confidence_threshold`` > 0 or a ``disparity/confidence`` subscriber), also run
+        its confidence path once on a black pair, so the first frame does not wait for that graph either."""
         self.estimator.prepare(height, width)
+        if float(self.settings["confidence_threshold"]) > 0.0 or self.wanted(CONFIDENCE_TOPIC):
+            black = np.zeros((height, width, 3), np.uint8)
+            self.estimator.estimate_with_confidence(black, black, max_stage=self._network_stage())
 
     def diagnostic_values(self) -> dict[str, str]:
         """The estimator, its backend and the published stage, for ``/diagnostics``."""
