@@ -42,7 +42,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stereo_depth_ros.data.nir_rgb import find_nir_rgb_pairs, read_aligned_pairs, resize_short_side
+from stereo_depth_ros.data.nir_rgb import downscale_aligned_pair, find_nir_rgb_pairs, read_aligned_pairs, \
+    resize_short_side
 from stereo_depth_ros.evaluation.cross_modal_metrics import apply_linear_colour, colour_metrics, fit_linear_colour
 from stereo_depth_ros.evaluation.datasets import default_data_root
 from stereo_depth_ros.evaluation.depth_metrics import depth_metrics
@@ -99,15 +100,6 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _downscale_pair(pair, short_side: int | None):
-    nir = resize_short_side(pair.nir, short_side)
-    height, width = nir.shape
-    rgb = resize_short_side(pair.rgb, short_side)
-    valid = cv2.resize(pair.valid.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
-    rgb = np.where(valid[..., None], rgb, 0).astype(np.uint8)
-    return nir, rgb, valid
-
-
 def fit_training_colour(folder: Path, short_side: int | None) -> np.ndarray:
     """The ``linear-colour`` fit ((3, 2), BGR rows) on the aligned pairs of ``folder`` at ``short_side``.
 
@@ -151,7 +143,7 @@ def evaluate_cross_modal(data: Path, train_data: Path, weights=None, short_side:
     frames = []
     figure_rows = []
     for index, pair in enumerate(pairs):
-        nir, rgb, valid = _downscale_pair(pair, short_side)
+        nir, rgb, valid = downscale_aligned_pair(pair, short_side)
         images = {"replicated-nir": np.repeat(nir[..., None], 3, axis=2),
                   "linear-colour": apply_linear_colour(nir, coefficients),
                   "pseudo-rgb": translator.predict(nir)["image"]}

@@ -25,7 +25,7 @@ from stereo_depth_ros.data.folder_dataset import ImageFolderDataset, Sample
 from stereo_depth_ros.images import read_image
 
 __all__ = ["UnpairedNirRgbDataset", "AlignedNirRgbPair", "read_aligned_pairs", "find_nir_rgb_pairs",
-           "resize_short_side"]
+           "resize_short_side", "downscale_aligned_pair"]
 
 PAIR_PATTERN = re.compile(r"^(\d+)_nir\.(jpg|png)$")
 
@@ -204,3 +204,19 @@ def read_aligned_pairs(folder: str | Path, limit: int | None = None) -> list[Ali
         warped[~valid] = 0
         result.append(AlignedNirRgbPair(nir_path.name.split("_")[0], nir, warped, valid, matrix))
     return result
+
+
+def downscale_aligned_pair(pair: AlignedNirRgbPair, short_side: int | None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An aligned pair at ``short_side`` as ``eval-cross-modal`` evaluates it.
+
+    Returns:
+        ``(nir (h, w) uint8, rgb (h, w, 3) uint8 BGR, valid (h, w) bool)``: NIR and RGB by
+        :func:`~stereo_depth_ros.data.nir_rgb.resize_short_side` (area), the mask by nearest-neighbour resizing to
+        the NIR's size, the RGB set to 0 outside it. None or a short side at least the image's: unchanged size.
+    """
+    nir = resize_short_side(pair.nir, short_side)
+    height, width = nir.shape
+    rgb = resize_short_side(pair.rgb, short_side)
+    valid = cv2.resize(pair.valid.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    return nir, np.where(valid[..., None], rgb, 0).astype(np.uint8), valid

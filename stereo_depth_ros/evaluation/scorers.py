@@ -13,10 +13,13 @@ Array names (the keys of ``outputs`` and ``ground_truth``) and their conventions
 - ``"mask"``: (H, W) integer class labels.
 - ``"left_image"``, ``"right_image"``: (H, W, 3) uint8 BGR images of the left and right view (a super-resolved pair
   and its high-resolution reference).
+- ``"pseudo_rgb_image"``, ``"reference_image"``: (H, W, 3) uint8 BGR, a pseudo-RGB image translated from NIR and
+  the real RGB aligned to it; ``"valid_mask"``: (H, W) bool, where the reference has data.
 
 Registered now: ``"disparity-depth"`` (:class:`DisparityDepthScorer`), ``"mono-depth"``
-(:class:`MonoDepthScorer`, the monodepth2 protocol), ``"mask-iou"`` (:class:`MaskIoUScorer`, instrument masks) and
-``"super-resolution"`` (:class:`SuperResolutionScorer`, PSNR and SSIM as iPASSR).
+(:class:`MonoDepthScorer`, the monodepth2 protocol), ``"mask-iou"`` (:class:`MaskIoUScorer`, instrument masks),
+``"super-resolution"`` (:class:`SuperResolutionScorer`, PSNR and SSIM as iPASSR) and ``"cross-modal"``
+(:class:`CrossModalScorer`, masked PSNR, SSIM and angular colour error of NIR-to-RGB translation).
 """
 
 from __future__ import annotations
@@ -364,3 +367,53 @@ class SuperResolutionScorer(Scorer):
 
 
 register_scorer(SuperResolutionScorer.name, SuperResolutionScorer)
+
+
+class CrossModalScorer(Scorer):
+    """A pseudo-RGB image translated from NIR against the real RGB image aligned to the NIR view (issue 14; paper
+    004, section 4.5), with the NIR-colourisation metrics (VCIP 2020 Grand Challenge) masked to the valid area of
+    the alignment (:mod:`stereo_depth_ros.evaluation.cross_modal_metrics`, the metrics of ``eval-cross-modal``):
+    ``psnr_db`` (PSNR on RGB in [0, 1], dB; inf for equal images, skipped by the mean), ``ssim`` (in [-1, 1]) and
+    ``angular_error_deg`` (mean angle between per-pixel RGB vectors, degrees, in [0, 90]).
+
+    Arrays: ``outputs["pseudo_rgb_image"]`` and ``ground_truth["reference_image"]``, (H, W, 3) uint8 BGR of one size
+    (at least 7x7 pixels, SSIM's window); optional ``ground_truth["valid_mask"]``, (H, W) bool (absent: every pixel).
+    """
+
+    name = "cross-modal"
+    output_kinds = ("pseudo_rgb_image",)
+    ground_truth_kinds = ("reference_image",)
+    metric_labels = {
+        "psnr_db": "PSNR (dB, masked)",
+        "ssim": "SSIM (masked)",
+        "angular_error_deg": "mean angular colour error (degrees, masked)",
+    }
+
+    def score(self, outputs: Mapping[str, np.ndarray], ground_truth: Mapping[str, np.ndarray],
+              camera: StereoCameraModel | None) -> dict[str, float | None]:
+        """See the class doc.
+
+        Raises:
+            ValueError: without the pseudo-RGB output or the reference, for images that are not (H, W, 3) or
+                differ in size (naming both sizes), a mask of another size or with no valid pixel, or images
+                smaller than 7x7.
+        """
+        from stereo_depth_ros.evaluation.cross_modal_metrics import colour_metrics
+
+        if "pseudo_rgb_image" not in outputs or "reference_image" not in ground_truth:
+            raise ValueError(f"the {self.name} scorer needs the output 'pseudo_rgb_image' and the ground truth "
+                             f"'reference_image', got outputs {sorted(outputs) or 'none'} and ground truth "
+                             f"{sorted(ground_truth) or 'none'}")
+        estimate, reference = np.asarray(outputs["pseudo_rgb_image"]), np.asarray(ground_truth["reference_image"])
+        for what, image in (("pseudo-RGB image", estimate), ("reference image", reference)):
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"the {what} must be (H, W, 3), got shape {image.shape}")
+        if estimate.shape != reference.shape:
+            raise ValueError(f"the pseudo-RGB image is {estimate.shape[1]}x{estimate.shape[0]} pixels but the "
+                             f"reference is {reference.shape[1]}x{reference.shape[0]} (was the bag made at another "
+                             f"short side than the NIR input?)")
+        mask = ground_truth.get("valid_mask")
+        return dict(colour_metrics(estimate, reference, None if mask is None else np.asarray(mask, bool)))
+
+
+register_scorer(CrossModalScorer.name, CrossModalScorer)

@@ -27,11 +27,13 @@ def _add_make_bag(sub) -> None:
         "make-bag", help="write a stereo rosbag2 (MCAP) from folders of rectified images",
         description="Write a rosbag2 (MCAP) with /stereo/left/image_rect, /stereo/right/image_rect, "
                     "/stereo/left/camera_info, /stereo/right/camera_info and optionally /stereo/gt/depth (32FC1, "
-                    "metres, NaN unknown) from folders of rectified images paired by file name. No ROS needed.")
-    parser.add_argument("--left", type=Path, required=True, help="folder of rectified left images")
-    parser.add_argument("--right", type=Path, required=True,
-                        help="folder of rectified right images with the same file names")
-    calibration = parser.add_mutually_exclusive_group(required=True)
+                    "metres, NaN unknown) from folders of rectified images paired by file name; or, with --nir-rgb "
+                    "DIR, a NIR bag for cross_modal_node from held-out NIR/RGB pairs. No ROS needed.")
+    parser.add_argument("--left", type=Path, help="folder of rectified left images (required, except with --nir-rgb)")
+    parser.add_argument("--right", type=Path,
+                        help="folder of rectified right images with the same file names (required, except with "
+                             "--nir-rgb)")
+    calibration = parser.add_mutually_exclusive_group()
     calibration.add_argument("--camera-info-yaml", nargs=2, type=Path, metavar=("LEFT_YAML", "RIGHT_YAML"),
                              help="camera_calibration_parsers YAML files of the rectified cameras (the right "
                                   "projection_matrix holds P[3] = -fx * baseline)")
@@ -62,9 +64,19 @@ def _add_make_bag(sub) -> None:
                              "antialiased, the SR training's degradation) with camera_info scaled by 1/S, and the HR "
                              "pairs (cropped to multiples of S) go to /stereo/gt/left/image_rect and "
                              "/stereo/gt/right/image_rect as the replay's reference")
+    parser.add_argument("--nir-rgb", type=Path, metavar="DIR",
+                        help="make a NIR bag for cross_modal_node (input_mode nir) instead: DIR holds held-out "
+                             "NIR/RGB pairs (NNNN_nir.jpg, NNNN_rgb.jpg, NNNN_nir.npy affine matrix, as "
+                             "../shared/data/nir_rgb/indoor); writes /stereo/image_nir (mono8), the RGB warped onto "
+                             "the NIR as /stereo/gt/image_rgb (bgr8) and its valid area as /stereo/gt/valid_mask "
+                             "(mono8 0/255), at --short-side; no --left/--right/calibration")
+    parser.add_argument("--short-side", type=int, default=None, metavar="PX",
+                        help="with --nir-rgb: short side in pixels (default 256, eval-cross-modal's)")
+    parser.add_argument("--limit", type=int, default=None, help="with --nir-rgb: the first N pairs only")
     parser.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps in Hz (default %(default)s)")
-    parser.add_argument("--frame-id", default="stereo_left_optical_frame",
-                        help="left optical frame id (REP-103); the right one replaces 'left' by 'right'")
+    parser.add_argument("--frame-id", default=None,
+                        help="left optical frame id (REP-103; default stereo_left_optical_frame, with --nir-rgb "
+                             "nir_optical_frame); the right one replaces 'left' by 'right'")
     parser.add_argument("--start-time", type=float, default=None,
                         help="stamp of the first frame in seconds since the epoch (default: now)")
     parser.add_argument("--out", type=Path, required=True, help="bag folder to create")
@@ -76,6 +88,17 @@ def run_make_bag(args: argparse.Namespace) -> int:
     """``stereo-depth-ros make-bag``: write the bag and print what it holds."""
     from stereo_depth_ros.data.stereo_bag import make_bag_from_folders
 
+    if args.nir_rgb is not None:
+        return _make_nir_bag(args)
+    if args.short_side is not None or args.limit is not None:
+        raise ValueError("--short-side and --limit go with --nir-rgb")
+    if args.left is None or args.right is None:
+        raise ValueError("make-bag needs --left and --right (folders of rectified images), or --nir-rgb DIR")
+    if args.camera_info_yaml is None and args.focal_px is None:
+        raise ValueError("make-bag needs the calibration: --camera-info-yaml LEFT_YAML RIGHT_YAML or --focal-px with "
+                         "--baseline-m")
+    if args.frame_id is None:
+        args.frame_id = "stereo_left_optical_frame"
     if args.focal_px is not None and args.baseline_m is None:
         raise ValueError("--focal-px needs --baseline-m (metres)")
     if args.camera_info_yaml is not None and any(v is not None for v in (args.baseline_m, args.cx, args.cy,
@@ -110,6 +133,33 @@ def run_make_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_nir_bag(args: argparse.Namespace) -> int:
+    """``make-bag --nir-rgb DIR``: a NIR bag for cross_modal_node (:mod:`stereo_depth_ros.data.nir_bag`)."""
+    from stereo_depth_ros.data.nir_bag import DEFAULT_SHORT_SIDE, NIR_FRAME_ID, make_nir_bag_from_folder
+
+    stereo_options = {"--left": args.left, "--right": args.right, "--camera-info-yaml": args.camera_info_yaml,
+                      "--focal-px": args.focal_px, "--baseline-m": args.baseline_m, "--cx": args.cx, "--cy": args.cy,
+                      "--cx-right": args.cx_right, "--gt-disparity": args.gt_disparity, "--gt-depth": args.gt_depth,
+                      "--super-resolution-scale": args.super_resolution_scale}
+    given = [name for name, value in stereo_options.items() if value is not None]
+    if given or args.depth_scale != 1.0 or args.gt_depth_encoding != "auto":
+        raise ValueError(f"--nir-rgb makes a NIR bag from the pairs' folder alone; it takes no stereo options (got "
+                         f"{', '.join(given) or '--depth-scale/--gt-depth-encoding'})")
+    if args.limit is not None and args.limit <= 0:
+        raise ValueError(f"--limit must be a positive number of pairs, got {args.limit}")
+    start_ns = None if args.start_time is None else int(round(args.start_time * 1e9))
+    short_side = DEFAULT_SHORT_SIDE if args.short_side is None else args.short_side
+    summary = make_nir_bag_from_folder(args.nir_rgb, args.out, short_side=short_side, limit=args.limit,
+                                       rate_hz=args.rate, frame_id=args.frame_id or NIR_FRAME_ID,
+                                       start_stamp_ns=start_ns, overwrite=args.overwrite)
+    print(f"wrote {summary.path}: {summary.frames} NIR images {summary.width}x{summary.height} (short side "
+          f"{short_side} px) at {args.rate} Hz from {args.nir_rgb} (pairs {', '.join(summary.names)}), with the "
+          f"aligned real RGB and its valid mask as the reference")
+    for topic, (msgtype, count) in summary.topics.items():
+        print(f"  {topic}  {msgtype}  {count} messages")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- replay
 
 
@@ -138,7 +188,9 @@ def _add_replay(sub) -> None:
                     "write DIR/report.json, DIR/report.md and DIR/contact_sheet.png (metrics against the bag's "
                     "ground truth, /stereo/gt/depth, when it has it; for super_resolution_node, a bag from "
                     "make-bag --super-resolution-scale: PSNR/SSIM per view against "
-                    "/stereo/gt/{left,right}/image_rect).")
+                    "/stereo/gt/{left,right}/image_rect; for cross_modal_node in input_mode nir, a bag from make-bag "
+                    "--nir-rgb: masked PSNR, SSIM and angular colour error of /stereo/cross_modal/pseudo_rgb against "
+                    "/stereo/gt/image_rgb).")
     parser.add_argument("bag", type=Path, help="stereo bag folder (see make-bag)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--rate", type=float, default=None,
@@ -162,7 +214,11 @@ def _print_report(report: dict, out_dir: Path) -> None:
         def show(key: str, unit: str) -> str:
             return "n/a" if scores.get(key) is None else f"{scores[key]:.2f} {unit}"
 
-        if "psnr_db" in scores:  # super-resolution node: its SR pair against the bag's HR pair
+        if "angular_error_deg" in scores:  # cross-modal node: its pseudo-RGB against the bag's aligned real RGB
+            print(f"accuracy ({scores['frames_evaluated']} frames, inside the valid mask): PSNR "
+                  f"{show('psnr_db', 'dB')}, SSIM {show('ssim', '').strip()}, angular error "
+                  f"{show('angular_error_deg', 'degrees')}")
+        elif "psnr_db" in scores:  # super-resolution node: its SR pair against the bag's HR pair
             print(f"accuracy ({scores['frames_evaluated']} frames): PSNR {show('psnr_db', 'dB')} (left "
                   f"{show('psnr_left_db', 'dB')}, right {show('psnr_right_db', 'dB')}), SSIM {show('ssim', '')}")
         else:

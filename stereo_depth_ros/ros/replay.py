@@ -271,6 +271,39 @@ SUPER_RESOLUTION_FRAME_SPEC = FrameSpec(
 register_frame_spec(SUPER_RESOLUTION_FRAME_SPEC)
 
 
+def decode_valid_mask(msg, camera: StereoCameraModel | None) -> np.ndarray:
+    """(H, W) bool valid mask (True where the value is non-zero) of a rosbags ``mono8`` ``sensor_msgs/Image`` (0/255).
+
+    Raises:
+        ValueError: for another encoding.
+    """
+    if msg.encoding not in ("mono8", "8UC1"):
+        raise ValueError(f"a valid mask must have encoding mono8 (0 invalid, 255 valid), got {msg.encoding!r}")
+    return bag_io.image_to_array(msg) > 0
+
+
+#: The cross-modal node (issue 14) in input_mode "nir", as bringup starts it in the stereo namespace (outputs under
+#: cross_modal/, bringup_spec.CROSS_MODAL_DEFAULT_REMAPPINGS), on a NIR bag (``make-bag --nir-rgb DIR``,
+#: :mod:`stereo_depth_ros.data.nir_bag`): the NIR image in, pseudo-RGB (rgb8) and monocular depth out, the
+#: pseudo-RGB scored by the "cross-modal" scorer (masked PSNR, SSIM, angular error) against the bag's aligned real
+#: RGB (``gt/image_rgb``) inside its valid mask (``gt/valid_mask``). A frame is out once both outputs arrived; the
+#: depth is recorded and drawn, not scored (the bag has no depth reference). The "nir-rgb-pair" mode has no spec.
+CROSS_MODAL_FRAME_SPEC = FrameSpec(
+    node_kind="cross_modal_node",
+    inputs={"image_nir": IMAGE_TYPE},
+    frame_topics=("image_nir",),
+    outputs={"cross_modal/pseudo_rgb": IMAGE_TYPE, "cross_modal/depth": IMAGE_TYPE},
+    ground_truth={"gt/image_rgb": IMAGE_TYPE, "gt/valid_mask": IMAGE_TYPE},
+    decoders={"cross_modal/pseudo_rgb": ("pseudo_rgb_image", decode_colour_image),
+              "cross_modal/depth": ("depth", decode_depth_image),
+              "gt/image_rgb": ("reference_image", decode_colour_image),
+              "gt/valid_mask": ("valid_mask", decode_valid_mask)},
+    scorers=("cross-modal",),
+    sheet_outputs=("cross_modal/pseudo_rgb", "cross_modal/depth"),
+)
+register_frame_spec(CROSS_MODAL_FRAME_SPEC)
+
+
 def _absolute(namespace: str, topic: str) -> str:
     return f"{namespace.rstrip('/')}/{topic}"
 

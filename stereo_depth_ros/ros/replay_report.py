@@ -237,7 +237,13 @@ def report_markdown(report: dict) -> str:
         lines += ["", f"## Accuracy against the bag's ground truth ({scores['frames_evaluated']} frames, means over "
                       f"frames)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {label} | {_fmt(scores.get(key), 3)} |" for key, label in labels.items()]
-        if "psnr_db" in labels:
+        if "angular_error_deg" in labels:
+            lines += ["", "The node's pseudo-RGB image (translated from the bag's NIR image) against the bag's real "
+                          "RGB aligned to the NIR view (gt/image_rgb), inside its valid mask (gt/valid_mask): PSNR on "
+                          "RGB in [0, 1], SSIM and the mean angle between per-pixel RGB vectors in degrees, as "
+                          "eval-cross-modal (stereo_depth_ros.evaluation.cross_modal_metrics). The depth is recorded, "
+                          "not scored."]
+        elif "psnr_db" in labels:
             lines += ["", "The node's super-resolved pair against the bag's high-resolution pair (the bag's inputs are "
                           "its bicubic downscale): PSNR on RGB in [0, 1] without a Y channel and SSIM, per view and "
                           "(left + right) / 2, as iPASSR (stereo_depth_ros.evaluation.sr_metrics)."]

@@ -1,0 +1,167 @@
+"""NIR bags: rosbag2 (MCAP) bags that drive the cross-modal node in input mode ``"nir"`` (issue 14) and hold the
+real colour image it is scored against. No ROS needed (rosbags, :mod:`stereo_depth_ros.data.bag_io`).
+
+Topics (namespace ``/stereo``, the replay's; the node reads ``image_nir`` there, bringup_spec's remappings):
+
+- ``/stereo/image_nir`` (``sensor_msgs/Image``, ``mono8``): the NIR image, the node's input.
+- ``/stereo/gt/image_rgb`` (``sensor_msgs/Image``, ``bgr8``): the real RGB image aligned to the NIR view (for the
+  held-out NIR/RGB pairs: warped onto the NIR by the pair's affine matrix, :func:`stereo_depth_ros.data.nir_rgb.
+  read_aligned_pairs`), the reference of the replay's ``"cross-modal"`` scorer.
+- ``/stereo/gt/valid_mask`` (``sensor_msgs/Image``, ``mono8``, 0 or 255): 255 where the reference has data (the
+  valid area of the warp); the metrics are computed inside it.
+
+All messages of one frame share a header stamp (= log time); frames are ``1 / rate`` seconds apart.
+
+``stereo-depth-ros make-bag --nir-rgb DIR [--short-side 256] [--limit N]`` (:func:`make_nir_bag_from_folder`)
+writes the held-out pairs of a folder such as ``../shared/data/nir_rgb/indoor`` at the short side that
+``eval-cross-modal`` evaluates at (default 256), downscaled as it does (area interpolation for the NIR and the RGB,
+nearest for the mask, the RGB set to 0 outside the mask), so a replay and ``eval-cross-modal --limit N`` score
+the same pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stereo_depth_ros.data.bag_io import IMAGE_TYPE, image_message, prepare_output, typestore
+from stereo_depth_ros.data.nir_rgb import downscale_aligned_pair, read_aligned_pairs
+
+__all__ = ["NIR_IMAGE_TOPIC", "GT_RGB_TOPIC", "GT_VALID_MASK_TOPIC", "NirBagSummary", "write_nir_bag",
+           "make_nir_bag_from_folder"]
+
+NIR_IMAGE_TOPIC = "/stereo/image_nir"
+GT_RGB_TOPIC = "/stereo/gt/image_rgb"
+GT_VALID_MASK_TOPIC = "/stereo/gt/valid_mask"
+NIR_FRAME_ID = "nir_optical_frame"
+DEFAULT_SHORT_SIDE = 256
+
+
+@dataclass
+class NirBagSummary:
+    """What a NIR bag holds.
+
+    Attributes:
+        path: the bag folder.
+        frames: number of NIR images.
+        topics: topic -> (message type, message count).
+        width, height: image size in pixels.
+        start_ns, end_ns: first and last header stamp in nanoseconds.
+        names: the pairs written (e.g. ``["0001", "0002"]``), when known.
+    """
+
+    path: Path
+    frames: int
+    topics: dict[str, tuple[str, int]]
+    width: int = 0
+    height: int = 0
+    start_ns: int = 0
+    end_ns: int = 0
+    names: list[str] = field(default_factory=list)
+
+
+def write_nir_bag(out: str | Path, nirs: Iterable[np.ndarray], references: Iterable[np.ndarray],
+                  valid_masks: Iterable[np.ndarray] | None = None, rate_hz: float = 10.0,
+                  frame_id: str = NIR_FRAME_ID, start_stamp_ns: int | None = None,
+                  overwrite: bool = False) -> NirBagSummary:
+    """Write a NIR bag (module doc): one frame per NIR image, with its reference and valid mask.
+
+    Args:
+        out: bag folder to create.
+        nirs: (H, W) uint8 NIR images (``mono8``).
+        references: (H, W, 3) uint8 BGR colour images aligned to the NIR images (same size each), as many.
+        valid_masks: (H, W) bool (or 0/non-zero) masks, as many; None: every pixel valid. Written as ``mono8``
+            0/255.
+        rate_hz: frame rate of the stamps in Hz (> 0).
+        frame_id: header frame id of every message (the NIR camera's optical frame).
+        start_stamp_ns: stamp of the first frame in nanoseconds since the epoch (None: now).
+        overwrite: replace an existing bag folder.
+
+    Returns:
+        :class:`NirBagSummary`.
+
+    Raises:
+        ValueError: for no frame, different counts, a NIR image that is not (H, W) uint8, a reference that is not
+            (H, W, 3) uint8 of the NIR's size, a mask of another size or with no valid pixel, a bad rate or an
+            existing output without ``overwrite``.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
+        raise ValueError(f"rate_hz must be a positive frame rate in Hz, got {rate_hz!r}")
+    if not frame_id:
+        raise ValueError("frame_id must not be empty")
+    nirs, references = list(nirs), list(references)
+    masks = [None] * len(nirs) if valid_masks is None else list(valid_masks)
+    if not nirs or len(references) != len(nirs) or len(masks) != len(nirs):
+        raise ValueError(f"a NIR bag needs as many NIR images, reference images and masks (>= 1), got {len(nirs)}, "
+                         f"{len(references)}, {len(masks)}")
+    checked = []
+    for index, (nir, reference, mask) in enumerate(zip(nirs, references, masks)):
+        nir, reference = np.asarray(nir), np.asarray(reference)
+        if nir.ndim != 2 or nir.dtype != np.uint8:
+            raise ValueError(f"frame {index}: the NIR image must be (H, W) uint8, got {nir.shape} {nir.dtype}")
+        if reference.shape != nir.shape + (3,) or reference.dtype != np.uint8:
+            raise ValueError(f"frame {index}: the reference must be (H, W, 3) uint8 BGR of the NIR's size "
+                             f"{nir.shape[1]}x{nir.shape[0]}, got {reference.shape} {reference.dtype}")
+        mask = np.ones(nir.shape, bool) if mask is None else np.asarray(mask)
+        if mask.shape != nir.shape:
+            raise ValueError(f"frame {index}: the valid mask is {mask.shape}, the NIR image {nir.shape}")
+        if not mask.any():
+            raise ValueError(f"frame {index}: the valid mask has no valid pixel")
+        checked.append((nir, reference, np.where(mask.astype(bool), 255, 0).astype(np.uint8)))
+    path = Path(out)
+    prepare_output(path, overwrite)
+    start = time.time_ns() if start_stamp_ns is None else int(start_stamp_ns)
+    period_ns = int(round(1e9 / rate_hz))
+    counts: Counter = Counter()
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    try:
+        connections = {t: writer.add_connection(t, IMAGE_TYPE, typestore=typestore())
+                       for t in (NIR_IMAGE_TOPIC, GT_RGB_TOPIC, GT_VALID_MASK_TOPIC)}
+        for index, (nir, reference, mask) in enumerate(checked):
+            stamp = start + index * period_ns
+            for topic, image in ((NIR_IMAGE_TOPIC, nir), (GT_RGB_TOPIC, reference), (GT_VALID_MASK_TOPIC, mask)):
+                raw = typestore().serialize_cdr(image_message(image, stamp, frame_id), IMAGE_TYPE)
+                writer.write(connections[topic], stamp, raw)
+                counts[topic] += 1
+    finally:
+        writer.close()
+    height, width = checked[0][0].shape
+    return NirBagSummary(path=path, frames=len(checked), topics={t: (IMAGE_TYPE, counts[t]) for t in connections},
+                         width=width, height=height, start_ns=start, end_ns=start + (len(checked) - 1) * period_ns)
+
+
+def make_nir_bag_from_folder(folder: str | Path, out: str | Path, short_side: int | None = DEFAULT_SHORT_SIDE,
+                             limit: int | None = None, **options) -> NirBagSummary:
+    """``make-bag --nir-rgb``: the held-out pairs of ``folder`` (``NNNN_nir.jpg``, ``NNNN_rgb.jpg``,
+    ``NNNN_nir.npy``), aligned (:func:`~stereo_depth_ros.data.nir_rgb.read_aligned_pairs`) and downscaled
+    (:func:`~stereo_depth_ros.data.nir_rgb.downscale_aligned_pair`), as a NIR bag (:func:`write_nir_bag`), in file-number order.
+
+    Args:
+        folder: the pairs' folder (e.g. ``../shared/data/nir_rgb/indoor``).
+        out: bag folder to create.
+        short_side: short side in pixels (None: full size); default 256, ``eval-cross-modal``'s.
+        limit: the first ``limit`` pairs only (None: all).
+        options: ``rate_hz``, ``frame_id``, ``start_stamp_ns``, ``overwrite`` of :func:`write_nir_bag`.
+
+    Raises:
+        FileNotFoundError: for a missing folder, no pairs, or a pair without its matrix.
+        ValueError: for a bad short side or limit, a bad matrix, and as :func:`write_nir_bag`.
+    """
+    if short_side is not None and (isinstance(short_side, bool) or int(short_side) != short_side
+                                   or short_side <= 0):
+        raise ValueError(f"short side must be a positive number of pixels or None, got {short_side!r}")
+    pairs = read_aligned_pairs(folder, limit)
+    scaled = [downscale_aligned_pair(pair, short_side) for pair in pairs]
+    summary = write_nir_bag(out, [s[0] for s in scaled], [s[1] for s in scaled], [s[2] for s in scaled],
+                            **options)
+    summary.names = [pair.name for pair in pairs]
+    return summary
