@@ -4,8 +4,10 @@ Every caller (the ROS node, the command line, benchmarks, the GPU check) builds 
 :func:`create_estimator`, so a new family (monocular depth, stereo super-resolution, instrument segmentation,
 NIR-to-RGB) becomes available everywhere by registering one :class:`ModelSpec`.
 
-Registered here: ``"coarse-to-fine"`` (the package's stereo network, stereo pair -> disparity per stage) and
-``"sgbm"`` (OpenCV's semi-global block matching, the classical baseline: one stage, no weights).
+Registered here: ``"coarse-to-fine"`` (the package's stereo network, stereo pair -> disparity per stage),
+``"sgbm"`` (OpenCV's semi-global block matching, the classical baseline: one stage, no weights), the monocular depth
+networks, SPP-LinkNet segmentation, stereo and single-image super-resolution, and the CycleGAN NIR <-> RGB
+generators (docs/platform.md lists them).
 
 Example:
     >>> [name for name in model_names("stereo-pair") if model_spec(name).family == "stereo"]
@@ -37,7 +39,7 @@ class ModelSpec:
 
     Attributes:
         name: the registered name ("coarse-to-fine"), also the estimator's ``name``.
-        family: the kind of task ("stereo", later "monocular-depth", "super-resolution", "segmentation",
+        family: the kind of task ("stereo", "monocular-depth", "super-resolution", "segmentation",
             "cross-modal").
         input_kind: one of :data:`INPUT_KINDS` (what ``predict`` takes).
         output_kinds: kinds from :data:`OUTPUT_KINDS` (the keys of ``predict``'s dict).
