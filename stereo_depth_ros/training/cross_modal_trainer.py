@@ -36,7 +36,7 @@ from stereo_depth_ros.models.cross_modal import (ImagePool, build_discriminator,
                                                  save_generator)
 from stereo_depth_ros.models.weights import save_weights
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
-from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, seed_everything
+from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nir_rgb" / "country"
 GENERATOR_FILES = {"nir-to-rgb": "cyclegan_nir_to_rgb.safetensors", "rgb-to-nir": "cyclegan_rgb_to_nir.safetensors"}
@@ -178,10 +178,7 @@ def train_cross_modal(options: TrainCrossModalOptions) -> dict:
         checkpoint_every=options.checkpoint_every, stop_at=options.stop_at, backward=None,
         progress=options.progress, description="train-cross-modal", progress_keys=("cycle", "adversarial"),
         plot_title="train-cross-modal: CycleGAN NIR <-> RGB losses", plot_ylabel="loss")
-    trainer_options.check()
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    seed_everything(options.seed)
+    start_run(trainer_options, options.threads, options.seed)
     started = time.time()
     dataset = UnpairedNirRgbDataset(options.data, crop=tuple(options.crop), augment=True,
                                     samples_per_epoch=options.steps * options.batch_size, seed=options.seed,

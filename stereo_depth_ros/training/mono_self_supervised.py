@@ -47,7 +47,7 @@ from stereo_depth_ros.losses import (appearance_error, edge_aware_smoothness, le
 from stereo_depth_ros.models.mono_dispnet import ARCHITECTURE, SubPixelDispNet, load_weights, save_weights
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.stereo_trainer import cosine_decay_factor
-from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, seed_everything
+from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
 MODEL_NAME = "dispnet"  # the Trainer's name of the model (checkpoint tensors ``model.dispnet.*``)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -261,10 +261,7 @@ def train_dispnet(options: TrainDispNetOptions) -> dict:
         progress=options.progress, description="train-mono dispnet-subpixel",
         progress_keys=("total", "appearance"), plot_title="train-mono dispnet-subpixel: self-supervised loss",
         plot_ylabel="loss (sum over 4 scales)")
-    trainer_options.check()
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    seed_everything(options.seed)
+    start_run(trainer_options, options.threads, options.seed)
     device = resolve_device(options.device)
     dataset = ResizedStereoDataset(options.data, tuple(options.input_size), augment=True,
                                    samples_per_epoch=options.steps * options.batch_size, seed=options.seed,

@@ -44,7 +44,7 @@ from stereo_depth_ros.losses import l2_depth_loss, unet_depth_loss
 from stereo_depth_ros.models import mono_unet, refinement_cnn
 from stereo_depth_ros.models.weights import save_weights
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
-from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, seed_everything
+from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
 MODEL_NAME = "network"
 DEFAULT_CACHE = Path("runs/mono_pseudo_gt")
@@ -366,10 +366,7 @@ def train_mono(options: TrainMonoOptions) -> dict:
         progress=options.progress, description=f"train-mono {options.model}", progress_keys=("total",),
         plot_title=f"train-mono {options.model}: {'L1 + SSIM + edge' if family.loss == 'unet' else 'L2'} loss",
         plot_ylabel="loss")
-    trainer_options.check()
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    seed_everything(options.seed)
+    start_run(trainer_options, options.threads, options.seed)
     device = resolve_device(options.device)
     pseudo = None
     data, validation = options.data, options.validation

@@ -33,7 +33,7 @@ from stereo_depth_ros.evaluation.segmentation_metrics import iou_dice
 from stereo_depth_ros.losses import binary_segmentation_loss, multiclass_segmentation_loss
 from stereo_depth_ros.models.segmentation import ARCHITECTURE, INPUT_MULTIPLE, SPPLinkNet, save_weights
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
-from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, kept_weights_files, seed_everything
+from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, kept_weights_files, start_run
 
 MODEL_NAME = "network"
 
@@ -160,10 +160,7 @@ def train_segmentation(options: TrainSegmentationOptions) -> dict:
         validation_batch_size=1, num_workers=options.workers, progress=options.progress, description="train-seg",
         progress_keys=("total", "binary"), plot_title="train-seg: cross-entropy - log soft Jaccard per head",
         plot_ylabel="loss")
-    trainer_options.check()
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    seed_everything(options.seed)
+    start_run(trainer_options, options.threads, options.seed)
     device = resolve_device(options.device)
     started = time.time()
     train = SegmentationDataset(options.data, split="train", groups_exclude=options.validation_groups,

@@ -35,7 +35,7 @@ from stereo_depth_ros.models.stereo_sr import SINGLE_ARCHITECTURE, STEREO_ARCHIT
     build_network, check_scale, warp_with_attention
 from stereo_depth_ros.models.weights import load_weights, save_weights
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
-from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, seed_everything
+from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
 MODEL_NAME = "network"
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "endoscopic_stereo"
@@ -188,10 +188,7 @@ def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
         checkpoint_every=options.checkpoint_every, stop_at=options.stop_at, backward="total",
         progress=options.progress, description=f"train-sr x{scale} {options.model}", progress_keys=("total", "l1"),
         plot_title=f"train-sr x{scale} ({options.model}): L1 on both views + attention terms", plot_ylabel="loss")
-    trainer_options.check()
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    seed_everything(options.seed)
+    start_run(trainer_options, options.threads, options.seed)
     started = time.time()
     exclude = read_pair_list(options.exclude) if options.exclude else None
     dataset = SuperResolutionPairDataset(options.data, scale, tuple(options.patch), exclude=exclude,

@@ -28,7 +28,7 @@ from stereo_depth_ros.losses import PhotometricLossConfig, masked_proxy_loss, se
 from stereo_depth_ros.models.coarse_to_fine import (ARCHITECTURE, NUM_STAGES, CoarseToFineStereoNet, load_weights,
                                                     save_weights)
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
-from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, average_state_dicts, seed_everything
+from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, average_state_dicts, start_run
 
 MODEL_NAME = "network"  # the Trainer's name of the one model (checkpoint tensors ``model.network.*``)
 
@@ -228,10 +228,7 @@ def train_stereo(options: TrainStereoOptions) -> dict:
         checkpoint_every=options.checkpoint_every, stop_at=options.stop_at, keep_weights=options.keep_weights,
         backward="total", progress=options.progress, description="train-stereo", progress_keys=("total", "stage3"),
         plot_title="train-stereo: photometric + smoothness loss per stage", plot_ylabel="self-supervised loss")
-    trainer_options.check()
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    seed_everything(options.seed)
+    start_run(trainer_options, options.threads, options.seed)
     device = resolve_device(options.device)
     out = Path(options.out)
     dataset_options = dict(crop=tuple(options.crop), augment=True,

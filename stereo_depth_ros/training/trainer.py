@@ -132,6 +132,20 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def start_run(trainer_options: "TrainerOptions", threads: int, seed: int) -> None:
+    """What every training command does before it builds data and models: check the Trainer's options, set the
+    number of CPU threads (``threads`` > 0; 0 keeps PyTorch's default) and seed every generator
+    (:func:`seed_everything`).
+
+    Raises:
+        ValueError: for invalid Trainer options (:meth:`TrainerOptions.check`).
+    """
+    trainer_options.check()
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+
+
 def default_weights_writer(module: nn.Module, path: Path, metadata: dict) -> None:
     """Write a module with :func:`stereo_depth_ros.models.weights.save_weights`: its ``ARCHITECTURE`` attribute (or
     the class's qualified name) and ``config`` attribute (or ``{}``)."""
