@@ -15,6 +15,7 @@ from typing import Callable
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 WAIT_S = 20.0
@@ -108,3 +109,45 @@ class NodeRig:
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         self.helper.destroy_node()
+
+
+def exchange(context, node_class, parameters: dict, inputs: dict, outputs: dict, timeout: float = WAIT_S,
+             prefix: str = "exchange_test") -> dict:
+    """Start ``node_class`` in a fresh namespace, subscribe its ``outputs`` (topic -> type) and publish ``inputs``
+    (topic -> message) every 0.5 s once the node has subscribed, until every output arrived once or ``timeout``
+    seconds passed; the node is destroyed afterwards.
+
+    Returns:
+        topic -> the first message received on it.
+
+    Raises:
+        AssertionError: naming the outputs that never came and the node's problems.
+    """
+    namespace = f"/{prefix}_{os.getpid()}_{next(_namespaces)}"
+    node = node_class(context=context, namespace=namespace,
+                      parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
+    helper = Node(f"helper_{next(_namespaces)}", namespace=namespace, context=context)
+    received: dict = {}
+    for topic, msg_type in outputs.items():
+        helper.create_subscription(msg_type, topic, lambda msg, t=topic: received.setdefault(t, msg), 5)
+    publishers = {topic: helper.create_publisher(type(msg), topic, 5) for topic, msg in inputs.items()}
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(helper)
+    deadline = time.monotonic() + timeout
+    last_publish = 0.0
+    try:
+        while time.monotonic() < deadline and len(received) < len(outputs):
+            executor.spin_once(timeout_sec=0.05)
+            if node.inputs_subscribed and time.monotonic() - last_publish > 0.5:
+                for topic, msg in inputs.items():
+                    publishers[topic].publish(msg)
+                last_publish = time.monotonic()
+        problems = dict(node.problems)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        helper.destroy_node()
+    missing = sorted(set(outputs) - set(received))
+    assert not missing, f"no message on {missing} within {timeout} s (problems: {problems})"
+    return received

@@ -3,10 +3,8 @@ fusion on a synthetic scene whose answer is known."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-import time
 
 import cv2
 import numpy as np
@@ -15,10 +13,6 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="the ROS layer needs the ROS 2 Python packages (rclpy, ...)")
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Float32, Header  # noqa: E402
 
@@ -29,51 +23,22 @@ from stereo_depth_ros.ros import conversions  # noqa: E402
 from stereo_depth_ros.ros.bringup_spec import NODE_KINDS  # noqa: E402
 from stereo_depth_ros.ros.replay import frame_spec  # noqa: E402
 from stereo_depth_ros.ros.segmentation_node import MaskFusionNode, SegmentationNode, mask_overlay  # noqa: E402
+import ros_rig  # noqa: E402
+from ros_rig import ros_context  # noqa: E402
 
 DOMAIN_ID = 150 + (os.getpid() + 41) % 80
 WAIT_S = 30.0
 FRAME_ID = "stereo_left_optical_frame"
-_namespaces = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def context():
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
+    yield from ros_context(DOMAIN_ID)
 
 
 def exchange(context, node_class, parameters: dict, inputs: dict, outputs: dict) -> dict:
-    """Start ``node_class`` in a fresh namespace, subscribe its ``outputs`` (topic -> type), publish ``inputs``
-    (topic -> message) until every output arrived once (bounded wait); returns topic -> first message."""
-    namespace = f"/segmentation_test_{os.getpid()}_{next(_namespaces)}"
-    node = node_class(context=context, namespace=namespace,
-                      parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
-    helper = Node(f"helper_{next(_namespaces)}", namespace=namespace, context=context)
-    received: dict = {}
-    for topic, msg_type in outputs.items():
-        helper.create_subscription(msg_type, topic, lambda msg, t=topic: received.setdefault(t, msg), 5)
-    publishers = {topic: helper.create_publisher(type(msg), topic, 5) for topic, msg in inputs.items()}
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    executor.add_node(helper)
-    deadline = time.monotonic() + WAIT_S
-    last_publish = 0.0
-    try:
-        while time.monotonic() < deadline and len(received) < len(outputs):
-            executor.spin_once(timeout_sec=0.05)
-            if node.inputs_subscribed and time.monotonic() - last_publish > 0.5:
-                for topic, msg in inputs.items():
-                    publishers[topic].publish(msg)
-                last_publish = time.monotonic()
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        helper.destroy_node()
-    missing = sorted(set(outputs) - set(received))
-    assert not missing, f"no message on {missing} within {WAIT_S} s (problems: {node.problems})"
-    return received
+    """:func:`ros_rig.exchange` with this module's bound."""
+    return ros_rig.exchange(context, node_class, parameters, inputs, outputs, WAIT_S, prefix="segmentation_test")
 
 
 def test_segmentation_node_publishes_a_mask_for_a_real_frame(context, shared_data):

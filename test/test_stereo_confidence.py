@@ -177,11 +177,11 @@ def test_sparsification_hand_example_oracle_and_ties():
 
 try:
     import rclpy
-    from rclpy.context import Context
     from rclpy.parameter import Parameter
 
     from stereo_depth_ros.ros import conversions
     from stereo_depth_ros.ros.stereo_node import CONFIDENCE_TOPIC
+    from ros_rig import ros_context
     from test_stereo_node import Rig  # the stereo node test rig: node + helper publishing and recording
 except ImportError:  # no ROS 2 Python packages: the node tests skip, the others run
     rclpy = None
@@ -193,10 +193,7 @@ DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID", 150 + (os.getpid() + 40) % 80))
 def context():
     if rclpy is None:
         pytest.skip("the ROS layer needs the ROS 2 Python packages (rclpy, ...)")
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
+    yield from ros_context(DOMAIN_ID)
 
 
 def _frame(rig, seconds, left, right):

@@ -8,7 +8,6 @@ import io
 import json
 import math
 import os
-import time
 
 import cv2
 import numpy as np
@@ -225,13 +224,17 @@ def test_registry_entries():
 
 # Node ---------------------------------------------------------------------------------------------------------
 
-def test_node_publishes_the_pair_and_scaled_camera_info(tmp_path):
-    rclpy = pytest.importorskip("rclpy", reason="the ROS layer needs the ROS 2 Python packages (rclpy, ...)")
+@pytest.fixture(scope="module")
+def sr_context():
+    pytest.importorskip("rclpy", reason="the ROS layer needs the ROS 2 Python packages (rclpy, ...)")
+    from ros_rig import ros_context
+
+    yield from ros_context(int(os.environ.get("ROS_DOMAIN_ID", "55")))
+
+
+def test_node_publishes_the_pair_and_scaled_camera_info(tmp_path, sr_context):
     from builtin_interfaces.msg import Time
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.parameter import Parameter
+    from ros_rig import exchange
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
 
@@ -254,34 +257,8 @@ def test_node_publishes_the_pair_and_scaled_camera_info(tmp_path):
               "left/camera_info": info(0.0), "right/camera_info": info(-fx * baseline)}
     outputs = {"super_resolved/left/image_rect": Image, "super_resolved/right/image_rect": Image,
                "super_resolved/left/camera_info": CameraInfo, "super_resolved/right/camera_info": CameraInfo}
-    context = Context()
-    rclpy.init(context=context, domain_id=55)
-    namespace = f"/sr_test_{os.getpid()}"
-    try:
-        node = SuperResolutionNode(context=context, namespace=namespace, parameter_overrides=[
-            Parameter("weights", value=str(weights)), Parameter("backend", value="torch")])
-        helper = Node("sr_helper", namespace=namespace, context=context)
-        received: dict = {}
-        for topic, msg_type in outputs.items():
-            helper.create_subscription(msg_type, topic, lambda msg, t=topic: received.setdefault(t, msg), 5)
-        publishers = {topic: helper.create_publisher(type(msg), topic, 5) for topic, msg in inputs.items()}
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        executor.add_node(helper)
-        deadline, last = time.monotonic() + 30.0, 0.0
-        while time.monotonic() < deadline and len(received) < len(outputs):
-            executor.spin_once(timeout_sec=0.05)
-            if node.inputs_subscribed and time.monotonic() - last > 0.5:
-                for topic, msg in inputs.items():
-                    publishers[topic].publish(msg)
-                last = time.monotonic()
-        problems = dict(node.problems)
-        executor.shutdown()
-        node.destroy_node()
-        helper.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=context)
-    assert len(received) == len(outputs), (sorted(received), problems)
+    received = exchange(sr_context, SuperResolutionNode, {"weights": str(weights), "backend": "torch"}, inputs,
+                        outputs, timeout=30.0, prefix="sr_test")
     sr_left = conversions.image_to_bgr8(received["super_resolved/left/image_rect"], "left")
     sr_right = conversions.image_to_bgr8(received["super_resolved/right/image_rect"], "right")
     expected_left, expected_right = create_estimator("stereo-sr-x2", weights=str(weights),
