@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stereo_depth_ros.evaluation.masks import restrict_to_mask
+
 #: Removed fractions reported in tables (0 %, 10 %, 30 %, 50 %, 70 %, 90 % of the pixels).
 TABLE_FRACTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)
 #: Removed fractions the curve and its AUC are computed at: 0 to 90 % in steps of 1 %.
@@ -102,12 +104,7 @@ def sparsification(error: np.ndarray, confidence: np.ndarray, mask: np.ndarray |
     if fractions.ndim != 1 or fractions.size < 2 or fractions[0] != 0.0 or np.any(np.diff(fractions) <= 0) \
             or fractions[-1] >= 1.0:
         raise ValueError("fractions must increase from 0 and stay below 1, with at least two values")
-    keep = np.isfinite(error)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != error.shape:
-            raise ValueError(f"mask {mask.shape} and error {error.shape} differ in shape")
-        keep &= mask
+    keep = restrict_to_mask(np.isfinite(error), mask, "error")
     errors = error[keep]
     if errors.size == 0:
         raise ValueError("no pixel to score: the error is unknown (NaN) or masked everywhere")

@@ -60,6 +60,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from stereo_depth_ros.evaluation.masks import restrict_to_mask
+
 DEFAULT_MIN_DEPTH_M = 1e-3
 """Lower end of the evaluated depth range in metres (monodepth2's and AF-SfMLearner's ``MIN_DEPTH = 1e-3``)."""
 
@@ -119,12 +121,7 @@ def depth_valid_mask(gt: np.ndarray, min_depth_m: float = DEFAULT_MIN_DEPTH_M, m
         valid = np.isfinite(gt) & (gt > 0) & (gt >= min_depth_m)
         if max_depth_m is not None:
             valid &= gt <= max_depth_m
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != gt.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from the GT depth's {gt.shape}")
-        valid &= mask
-    return valid
+    return restrict_to_mask(valid, mask, "GT depth")
 
 
 def scored_depth_mask(pred: np.ndarray, gt: np.ndarray, min_depth_m: float = DEFAULT_MIN_DEPTH_M,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from stereo_depth_ros.images import bgr_to_tensor
+from stereo_depth_ros.evaluation.masks import restrict_to_mask
 from stereo_depth_ros.losses import photometric_error_map
 
 METRIC_KEYS = ("epe_px", "bad2_pct", "d1_pct", "density_pct", "mae_mm", "rmse_mm")
@@ -34,13 +35,7 @@ def gt_valid_mask(gt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     gt = np.asarray(gt)
     if gt.ndim != 2:
         raise ValueError(f"ground-truth disparity must be (H, W), got shape {gt.shape}")
-    valid = np.isfinite(gt) & (gt > 0)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != gt.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from the ground truth's {gt.shape}")
-        valid &= mask
-    return valid
+    return restrict_to_mask(np.isfinite(gt) & (gt > 0), mask, "ground truth")
 
 
 def scored_mask(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -248,12 +243,7 @@ def masked_mean(values: np.ndarray, mask: np.ndarray | None = None) -> float:
         ValueError: if the mask's shape differs.
     """
     values = np.asarray(values, dtype=np.float64)
-    keep = np.isfinite(values)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != values.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from the values' {values.shape}")
-        keep &= mask
+    keep = restrict_to_mask(np.isfinite(values), mask, "values")
     return float(values[keep].mean()) if np.any(keep) else math.nan
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from stereo_depth_ros.evaluation.masks import restrict_to_mask
 from stereo_depth_ros.images import check_stereo_pair
 
 
@@ -228,12 +229,7 @@ def proxy_epe(disparity: np.ndarray, proxy: np.ndarray, mask: np.ndarray | None 
     if disparity.ndim != 2 or disparity.shape != proxy.shape:
         raise ValueError(f"proxy_epe needs a disparity and a proxy of one (H, W) shape, got {disparity.shape} and "
                          f"{proxy.shape}")
-    keep = np.isfinite(disparity) & np.isfinite(proxy)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != proxy.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from the proxy's {proxy.shape}")
-        keep &= mask
+    keep = restrict_to_mask(np.isfinite(disparity) & np.isfinite(proxy), mask, "proxy")
     return float(np.abs(disparity - proxy)[keep].mean()) if np.any(keep) else math.nan
 
 
