@@ -37,10 +37,10 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from stereo_depth_ros.models.registry import create_estimator, model_names, model_spec
+from stereo_depth_ros.models.registry import create_estimator
 from stereo_depth_ros.ros import conversions
 from stereo_depth_ros.ros.conversions import InputError
-from stereo_depth_ros.ros.mono_node import apply_depth_limits
+from stereo_depth_ros.ros.mono_node import apply_depth_limits, create_monocular_estimator, fixed_depth_scale
 from stereo_depth_ros.ros.node_base import COMMON_PARAMETERS, SkipSet, run_node
 from stereo_depth_ros.ros.parameters import ParameterSpec, parameter_table
 from stereo_depth_ros.ros.stereo_node import PARAMETERS as STEREO_PARAMETERS
@@ -151,7 +151,9 @@ class CrossModalNode(StereoDepthNode):
         if self.mode == "nir":
             self.INPUT_TOPICS = NIR_INPUT_TOPICS_WITH_INFO if settings["with_camera_info"] else NIR_INPUT_TOPICS
             self._stage_count = 0  # no disparity stages in this mode
-            self.depth_estimator = self._monocular_estimator()
+            self.depth_estimator = create_monocular_estimator(
+                settings["depth_model"], "depth_model", settings["depth_weights"], device=settings["device"],
+                backend=settings["backend"])
             self.metric = bool(getattr(self.depth_estimator, "metric", False))
             described = f"monocular depth {self.depth_estimator.name} ({'metric' if self.metric else 'scale-free'})"
         else:
@@ -163,24 +165,14 @@ class CrossModalNode(StereoDepthNode):
         self.get_logger().info(f"{self.mode} mode: {TRANSLATION_MODEL} (backend {self.translator.backend}) and "
                                f"{described} ready; inputs {', '.join(self.INPUT_TOPICS)}")
 
-    def _monocular_estimator(self):
-        name = self.settings["depth_model"]
-        monocular = [n for n in model_names(input_kind="image") if "depth" in model_spec(n).output_kinds]
-        if name not in monocular:
-            raise ValueError(f"parameter 'depth_model' {name!r} is not a registered monocular depth model; "
-                             f"registered: {', '.join(monocular) or 'none'}")
-        spec, options = model_spec(name), {}
-        if self.settings["depth_weights"]:
-            options["weights"] = self.settings["depth_weights"]
-        for option in ("device", "backend"):
-            if option in spec.options:
-                options[option] = self.settings[option]
-        return create_estimator(name, **options)
-
     def prepare(self, height: int, width: int) -> None:
-        """Build the backends for this input size (translation, then the depth network) on the worker thread."""
+        """Build the backends for this input size on the worker thread: the translation, then the monocular network
+        ("nir") or the stereo node's preparation (its estimator and, when wanted, its confidence graph)."""
         self.translator.prepare(height, width)
-        (self.depth_estimator or self.estimator).prepare(height, width)
+        if self.depth_estimator is not None:
+            self.depth_estimator.prepare(height, width)
+        else:
+            super().prepare(height, width)
 
     def diagnostic_values(self) -> dict[str, str]:
         """Mode, translation model and backend, and the depth network."""
@@ -259,10 +251,9 @@ class CrossModalNode(StereoDepthNode):
 
     def _depth_scale(self) -> float:
         """Metres per monocular model unit: the monocular node's rules without stereo alignment."""
-        if self.settings["depth_scale"] > 0.0:
-            return float(self.settings["depth_scale"])
-        if self.metric:
-            return 1.0
+        fixed = fixed_depth_scale(self.settings["depth_scale"], self.metric)
+        if fixed is not None:
+            return fixed[0]
         raise SkipSet("scale", f"model {self.depth_estimator.name!r} gives depth up to a scale and this node has no "
                                f"stereo depth to align to: set parameter 'depth_scale' (metres per unit)")
 

@@ -101,6 +101,43 @@ def apply_depth_limits(depth: np.ndarray, min_depth: float, max_depth: float) ->
     return depth
 
 
+def create_monocular_estimator(name: str, parameter: str, weights: str = "", **settings: Any):
+    """A registered monocular depth model for a node, built through the registry.
+
+    Args:
+        name: the registry name (the value of the node's parameter ``parameter``).
+        parameter: the parameter's name, for the error message ("model", "depth_model").
+        weights: weights file; "" = the model's packaged weights.
+        settings: node settings (``device``, ``backend``, ...), each passed on where the model takes that option.
+
+    Raises:
+        ValueError: if ``name`` is not a registered model with an ``image`` input and a ``depth`` output, listing
+            those that are.
+    """
+    monocular = [n for n in model_names(input_kind="image") if "depth" in model_spec(n).output_kinds]
+    if name not in monocular:
+        raise ValueError(f"parameter {parameter!r} {name!r} is not a registered monocular depth model; registered: "
+                         f"{', '.join(monocular) or 'none'}")
+    spec = model_spec(name)
+    options = {option: value for option, value in settings.items() if option in spec.options}
+    if weights:
+        options["weights"] = weights
+    return create_estimator(name, **options)
+
+
+def fixed_depth_scale(depth_scale: float, metric: bool) -> tuple[float, str] | None:
+    """The metres per model unit that need no stereo depth, with its source: ``depth_scale`` when it is > 0
+    (source "depth_scale"), else 1 for a metric model (source "model"); None for a scale-free model without one.
+
+    Example:
+        >>> fixed_depth_scale(0.0, True), fixed_depth_scale(0.01, True), fixed_depth_scale(0.0, False)
+        ((1.0, 'model'), (0.01, 'depth_scale'), None)
+    """
+    if depth_scale > 0.0:
+        return float(depth_scale), "depth_scale"
+    return (1.0, "model") if metric else None
+
+
 class MonoDepthNode(PerceptionNode):
     """Monocular depth node on :class:`~stereo_depth_ros.ros.node_base.PerceptionNode` (see the module docstring).
 
@@ -126,17 +163,7 @@ class MonoDepthNode(PerceptionNode):
         """Build the estimator through the registry; prepare the (lazy) stereo depth subscription."""
         settings = self.settings
         name = settings["model"]
-        monocular = [n for n in model_names(input_kind="image") if "depth" in model_spec(n).output_kinds]
-        if name not in monocular:
-            raise ValueError(f"parameter 'model' {name!r} is not a registered monocular depth model; registered: "
-                             f"{', '.join(monocular) or 'none'}")
-        options = {}
-        spec = model_spec(name)
-        if settings["weights"]:
-            options["weights"] = settings["weights"]
-        if "device" in spec.options:
-            options["device"] = settings["device"]
-        self.estimator = create_estimator(name, **options)
+        self.estimator = create_monocular_estimator(name, "model", settings["weights"], device=settings["device"])
         self.metric = bool(getattr(self.estimator, "metric", False))
         self.last_scale: tuple[float, str] | None = None
         self._stereo_scale: tuple[float, float] | None = None  # (scale, monotonic time)
@@ -244,10 +271,9 @@ class MonoDepthNode(PerceptionNode):
 
     def _scale(self, relative: np.ndarray, stamp: int) -> tuple[float, str]:
         settings = self.settings
-        if settings["depth_scale"] > 0.0:
-            return float(settings["depth_scale"]), "depth_scale"
-        if self.metric:
-            return 1.0, "model"
+        fixed = fixed_depth_scale(settings["depth_scale"], self.metric)
+        if fixed is not None:
+            return fixed
         if settings["align_to_stereo"]:
             stereo = self._matching_stereo(stamp)
             if stereo is not None and stereo.shape == relative.shape:

@@ -230,9 +230,13 @@ class StereoDepthNode(PerceptionNode):
         confidence is needed now (``confidence_threshold`` > 0 or a ``disparity/confidence`` subscriber), also run
         its confidence path once on a black pair, so the first frame does not wait for that graph either."""
         self.estimator.prepare(height, width)
-        if float(self.settings["confidence_threshold"]) > 0.0 or self.wanted(CONFIDENCE_TOPIC):
+        if self._confidence_needed():
             black = np.zeros((height, width, 3), np.uint8)
             self.estimator.estimate_with_confidence(black, black, max_stage=self._network_stage())
+
+    def _confidence_needed(self) -> bool:
+        """Whether the confidence must be computed now: a threshold is set or ``disparity/confidence`` is wanted."""
+        return float(self.settings["confidence_threshold"]) > 0.0 or self.wanted(CONFIDENCE_TOPIC)
 
     def diagnostic_values(self) -> dict[str, str]:
         """The estimator, its backend and the published stage, for ``/diagnostics``."""
@@ -276,7 +280,7 @@ class StereoDepthNode(PerceptionNode):
         confidence = None
         with self.timed("inference"):
             try:
-                if threshold > 0.0 or want_confidence:
+                if self._confidence_needed():
                     disparities, confidence = self.estimator.estimate_with_confidence(left, right, max_stage=stage)
                 else:
                     disparities = self.estimator.estimate(left, right, max_stage=stage)
