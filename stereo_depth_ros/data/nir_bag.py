@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from stereo_depth_ros.data.bag_io import IMAGE_TYPE, image_message, prepare_output, typestore
+from stereo_depth_ros.data.bag_io import IMAGE_TYPE, RawBagRecorder, image_message, serialize
 from stereo_depth_ros.data.nir_rgb import downscale_aligned_pair, read_aligned_pairs
 
 __all__ = ["NIR_IMAGE_TOPIC", "GT_RGB_TOPIC", "GT_VALID_MASK_TOPIC", "NirBagSummary", "write_nir_bag",
@@ -91,8 +90,6 @@ def write_nir_bag(out: str | Path, nirs: Iterable[np.ndarray], references: Itera
             (H, W, 3) uint8 of the NIR's size, a mask of another size or with no valid pixel, a bad rate or an
             existing output without ``overwrite``.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
         raise ValueError(f"rate_hz must be a positive frame rate in Hz, got {rate_hz!r}")
     if not frame_id:
@@ -117,25 +114,19 @@ def write_nir_bag(out: str | Path, nirs: Iterable[np.ndarray], references: Itera
             raise ValueError(f"frame {index}: the valid mask has no valid pixel")
         checked.append((nir, reference, np.where(mask.astype(bool), 255, 0).astype(np.uint8)))
     path = Path(out)
-    prepare_output(path, overwrite)
     start = time.time_ns() if start_stamp_ns is None else int(start_stamp_ns)
     period_ns = int(round(1e9 / rate_hz))
-    counts: Counter = Counter()
-    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
-    writer.open()
+    topics = (NIR_IMAGE_TOPIC, GT_RGB_TOPIC, GT_VALID_MASK_TOPIC)
+    recorder = RawBagRecorder(path, {topic: IMAGE_TYPE for topic in topics}, overwrite=overwrite)
     try:
-        connections = {t: writer.add_connection(t, IMAGE_TYPE, typestore=typestore())
-                       for t in (NIR_IMAGE_TOPIC, GT_RGB_TOPIC, GT_VALID_MASK_TOPIC)}
-        for index, (nir, reference, mask) in enumerate(checked):
+        for index, images in enumerate(checked):
             stamp = start + index * period_ns
-            for topic, image in ((NIR_IMAGE_TOPIC, nir), (GT_RGB_TOPIC, reference), (GT_VALID_MASK_TOPIC, mask)):
-                raw = typestore().serialize_cdr(image_message(image, stamp, frame_id), IMAGE_TYPE)
-                writer.write(connections[topic], stamp, raw)
-                counts[topic] += 1
+            for topic, image in zip(topics, images):
+                recorder.write(topic, stamp, serialize(image_message(image, stamp, frame_id), IMAGE_TYPE))
     finally:
-        writer.close()
+        recorder.close()
     height, width = checked[0][0].shape
-    return NirBagSummary(path=path, frames=len(checked), topics={t: (IMAGE_TYPE, counts[t]) for t in connections},
+    return NirBagSummary(path=path, frames=len(checked), topics={t: (IMAGE_TYPE, recorder.counts[t]) for t in topics},
                          width=width, height=height, start_ns=start, end_ns=start + (len(checked) - 1) * period_ns)
 
 
