@@ -145,3 +145,15 @@ def bgr_to_tensor(image_bgr: np.ndarray) -> torch.Tensor:
     check_image(image_bgr)
     rgb = np.ascontiguousarray(image_bgr[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
     return torch.from_numpy(rgb)[None]
+
+
+def crop_to_multiple(image: np.ndarray, scale: int) -> np.ndarray:
+    """The top-left part of (H, W, ...) ``image`` whose height and width are multiples of ``scale``.
+
+    Raises:
+        ValueError: if the image is smaller than ``scale`` pixels in either direction.
+    """
+    height, width = (image.shape[0] // scale) * scale, (image.shape[1] // scale) * scale
+    if height == 0 or width == 0:
+        raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} pixels is smaller than the scale {scale}")
+    return image[:height, :width]

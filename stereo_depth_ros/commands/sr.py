@@ -29,7 +29,7 @@ import numpy as np
 
 from stereo_depth_ros.data.stereo_folder import black_border_mask
 from stereo_depth_ros.evaluation.sr_metrics import pair_metrics
-from stereo_depth_ros.images import check_stereo_pair, read_image_bgr
+from stereo_depth_ros.images import check_stereo_pair, crop_to_multiple, read_image_bgr
 from stereo_depth_ros.models.registry import model_names, model_spec
 
 METHODS = ("bicubic", "single-image-sr", "stereo-sr")
@@ -114,7 +114,7 @@ def prepare_pair(left: np.ndarray, right: np.ndarray, scale: int, border_crop: b
     Raises:
         ValueError: for a bad pair or scale.
     """
-    from stereo_depth_ros.models.stereo_sr import bicubic_downscale, crop_to_multiple
+    from stereo_depth_ros.models.stereo_sr import bicubic_downscale
 
     check_stereo_pair(left, right)
     if border_crop:

@@ -57,7 +57,7 @@ from stereo_depth_ros.data.bag_io import (CAMERA_INFO_TYPE, IMAGE_TYPE, declared
 from stereo_depth_ros.evaluation.readers import (DEPTH_SUFFIXES, DISPARITY_SUFFIXES, match_ground_truth,
                                                  read_depth, read_disparity)
 from stereo_depth_ros.geometry import StereoCameraModel
-from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
+from stereo_depth_ros.images import crop_to_multiple, pair_stereo_folders, read_image_bgr
 from stereo_depth_ros.yaml_files import read_yaml
 
 STEREO_NAMESPACE = "/stereo"
@@ -513,10 +513,7 @@ def write_super_resolution_bag(out: str | Path, hr_lefts: Iterable[np.ndarray], 
         raise ValueError("a super-resolution bag has no ground-truth depth (its reference is the HR pair)")
 
     def crop(image: np.ndarray) -> np.ndarray:
-        height, width = image.shape[0] // scale * scale, image.shape[1] // scale * scale
-        if height == 0 or width == 0:
-            raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} pixels is smaller than the scale {scale}")
-        return np.ascontiguousarray(image[:height, :width])
+        return np.ascontiguousarray(crop_to_multiple(image, scale))
 
     hr_pairs = ((crop(left), crop(right)) for left, right in zip(hr_lefts, hr_rights, strict=True))
     first = next(hr_pairs, None)

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stereo_depth_ros.images import check_stereo_pair
+from stereo_depth_ros.images import check_stereo_pair, crop_to_multiple
 from stereo_depth_ros.models.base import Estimator, check_image_size
 
 STEREO_ARCHITECTURE = "stereo-sr-parallax-attention/v1"
@@ -337,18 +337,6 @@ def _to_tensor(image_bgr: np.ndarray) -> torch.Tensor:
 def _to_uint8_bgr(image_rgb: torch.Tensor | np.ndarray) -> np.ndarray:
     array = np.asarray(image_rgb, dtype=np.float32)[0].transpose(1, 2, 0)[..., ::-1]
     return np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
-
-
-def crop_to_multiple(image: np.ndarray, scale: int) -> np.ndarray:
-    """The top-left part of (H, W, ...) ``image`` whose height and width are multiples of ``scale``.
-
-    Raises:
-        ValueError: if the image is smaller than ``scale`` pixels in either direction.
-    """
-    height, width = (image.shape[0] // scale) * scale, (image.shape[1] // scale) * scale
-    if height == 0 or width == 0:
-        raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} pixels is smaller than the scale {scale}")
-    return image[:height, :width]
 
 
 def bicubic_downscale(image_bgr: np.ndarray, scale: int) -> np.ndarray:
