@@ -130,10 +130,37 @@ def test_median_scaling_flag_scales_metric_models_too(motorcycle, stand_ins, cap
 @pytest.mark.parametrize("extra, message", [
     (["--model", "coarse-to-fine"], "not a registered monocular depth model"),
     (["--max-depth", "0.0001"], "max_depth_m"),
+    (["--weights", "unet"], "NAME=PATH"),
+    (["--model", "unet", "--weights", "scrxu=x.safetensors"], "not among the evaluated models"),
+    (["--model", "unet", "--weights", "unet=/nonexistent/unet.safetensors"], "does not exist"),
 ])
 def test_eval_mono_bad_options_are_clear_errors(motorcycle, capsys, extra, message):
     assert cli.main(eval_mono_argv(motorcycle, extra=extra)) == 2
     assert message in capsys.readouterr().err
+
+
+def test_eval_mono_weights_replace_the_packaged_ones(motorcycle, tmp_path, capsys):
+    """--weights NAME=PATH evaluates a model with other weights (a training run's): another U-Net gives another row."""
+    import shutil
+
+    from stereo_depth_ros.models.registry import model_spec
+
+    packaged = run_json(capsys, eval_mono_argv(motorcycle, extra=["--model", "unet"]))
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(model_spec("unet").default_weights, copy)
+    same = run_json(capsys, eval_mono_argv(motorcycle, extra=["--weights", f"unet={copy}"]))
+    assert [row for row in same["rows"] if row["model"] == "unet"][0]["abs_rel"] == pytest.approx(
+        [row for row in packaged["rows"] if row["model"] == "unet"][0]["abs_rel"])
+    from stereo_depth_ros.models.mono_unet import LIGHT_ARCHITECTURE, build_light_unet
+    from stereo_depth_ros.models.weights import load_weights, save_weights
+
+    trained, _ = load_weights(copy, LIGHT_ARCHITECTURE, build_light_unet)
+    untrained = build_light_unet(trained.config)
+    save_weights(untrained, tmp_path / "untrained.safetensors", LIGHT_ARCHITECTURE, untrained.config)
+    other = run_json(capsys, eval_mono_argv(motorcycle,
+                                            extra=["--weights", f"unet={tmp_path / 'untrained.safetensors'}"]))
+    assert [row for row in other["rows"] if row["model"] == "unet"][0]["abs_rel"] != pytest.approx(
+        [row for row in packaged["rows"] if row["model"] == "unet"][0]["abs_rel"], rel=1e-3)
 
 
 def test_eval_mono_refuses_a_gt_of_another_size(motorcycle, tmp_path, capsys):

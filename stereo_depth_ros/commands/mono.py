@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stereo_depth_ros.commands import parse_weights_overrides
+
 #: Evaluated depth range (metres) of each registered GT set, as monodepth2 caps KITTI at 80 m and AF-SfMLearner
 #: SCARED at 150 mm: BDIS synthetic (rendered colon, GT 3-154 mm at the 99.9th percentile) 1 mm - 0.2 m;
 #: Middlebury 2014 Motorcycle (GT 2.0-4.9 m) 1 mm - 10 m.
@@ -79,6 +81,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", metavar="NAME",
                         help="a registered monocular model (repeatable; default: every one with packaged weights)")
+    parser.add_argument("--weights", action="append", metavar="NAME=PATH",
+                        help="weights for a model instead of its packaged ones, e.g. unet=run/unet.safetensors "
+                             "(repeatable)")
     parser.add_argument("--median-scaling", action="store_true",
                         help="median-scale every model and stereo per frame (scale-free models are always scaled)")
     parser.add_argument("--min-depth", type=float, help="lower end of the evaluated depth range in metres "
@@ -105,22 +110,37 @@ def default_model_names() -> list[str]:
             if model_spec(name).default_weights is not None and Path(model_spec(name).default_weights).is_file()]
 
 
-def build_models(names: list[str] | None, backend: str = "auto") -> list:
+def build_models(names: list[str] | None, backend: str = "auto", weights: dict[str, str] | None = None
+                 ) -> list:
     """Monocular estimators by name through the registry (``backend`` passed when the model takes it).
 
+    Args:
+        names: registered monocular models (None: every one with packaged weights, plus those in ``weights``).
+        backend: inference backend. weights: ``{name: path}`` replacing a model's packaged weights.
+
     Raises:
-        ValueError: for a name that is not a registered monocular depth model (listing them).
+        ValueError: for a name that is not a registered monocular depth model (listing them), or weights given
+            for a model that is not evaluated.
+        stereo_depth_ros.models.weights.WeightsError: for weights that do not load.
     """
     from stereo_depth_ros.models.registry import create_estimator, model_spec
 
     available = monocular_model_names()
-    names = default_model_names() if names is None else names
+    weights = weights or {}
+    if names is None:
+        names = default_model_names() + [name for name in weights if name not in default_model_names()]
+    unused = sorted(set(weights) - set(names))
+    if unused:
+        raise ValueError(f"--weights names {', '.join(unused)}, which is not among the evaluated models "
+                         f"{', '.join(names)}")
     models = []
     for name in names:
         if name not in available:
             raise ValueError(f"{name!r} is not a registered monocular depth model; registered: "
                              f"{', '.join(available) or 'none'}")
         options = {"backend": backend} if "backend" in model_spec(name).options else {}
+        if name in weights:
+            options["weights"] = weights[name]
         models.append(create_estimator(name, **options))
     return models
 
@@ -186,7 +206,7 @@ def _run_eval_mono(args: argparse.Namespace) -> int:
             camera = StereoCameraModel(fx=args.focal_px, cx=0.0, cy=0.0, baseline_m=args.baseline_m,
                                        cx_right=-args.principal_point_offset_px)
             stereo = build_stereo(camera, args.backend)
-        models = build_models(args.model, args.backend)
+        models = build_models(args.model, args.backend, parse_weights_overrides(args.weights))
         rows, depths = evaluate_frame(image, gt, models, right_bgr=right, stereo=stereo, min_depth_m=min_depth,
                                       max_depth_m=max_depth, median_scaling=args.median_scaling)
         if args.figure:
@@ -248,7 +268,7 @@ def _run_eval_mono_dataset(args: argparse.Namespace) -> int:
         raise ValueError(f"--fusion-confidence-threshold must lie in [0, 1], got {args.fusion_confidence_threshold}")
     documents, sections = [], []
     with _stdout_to_stderr():
-        models = build_models(args.model, args.backend)
+        models = build_models(args.model, args.backend, parse_weights_overrides(args.weights))
         stereo_network = None
         for set_name in args.sets:
             min_depth, max_depth = _depth_range(args, set_name)
