@@ -185,3 +185,34 @@ def test_train_mono_passes_the_rig_to_dispnet_and_refuses_it_elsewhere(tmp_path,
     assert options.image_width_px == 1280 and options.baseline_m == 0.0043 and options.input_size == (160, 224)
     code = cli_main(["train-mono", "--model", "unet", "--out", str(tmp_path / "u.safetensors"), "--baseline-m", "0.1"])
     assert code != 0 and "--baseline-m apply to --model dispnet-subpixel only" in capsys.readouterr().err
+    code = cli_main(["train-mono", "--model", "dispnet-subpixel", "--out", str(tmp_path / "d.safetensors"),
+                     "--synthetic-ground-truth", "30"])
+    assert code != 0 and "trains without ground truth" in capsys.readouterr().err
+
+
+def test_synthetic_ground_truth_is_the_true_depth_normalised_and_refuses_the_test_sets(tmp_path, shared_data):
+    """--synthetic-ground-truth: BDIS synthetic frames with their true depth in the pseudo ground truth's layout
+    (image 320 px wide, target = depth / P98 in [0, 1], nearer = smaller), split every 5th frame; sets 32 and 33 are
+    the monocular test sets and are refused."""
+    from stereo_depth_ros.evaluation.datasets import bdis_synthetic
+    from stereo_depth_ros.training.mono_supervised import build_synthetic_ground_truth
+
+    root = shared_data / "endoscopic_stereo"
+    if not (root / "bdis_synthetic" / "30").is_dir():
+        pytest.skip(f"BDIS synthetic set 30 is not in {root} (the shared data set)")
+    with pytest.raises(ValueError, match="32 and 33"):
+        build_synthetic_ground_truth(root, tmp_path / "bad", (30, 32), progress=False)
+    summary = build_synthetic_ground_truth(root, tmp_path / "synthetic", (30,), progress=False)
+    frames = len(bdis_synthetic(shared_data, (30,)))
+    assert summary["train_frames"] + summary["validation_frames"] == frames
+    assert summary["validation_frames"] == len(range(2, frames, 5))
+    first = next(iter(bdis_synthetic(shared_data, (30,))))
+    image = cv2.imread(str(tmp_path / "synthetic" / "train" / "bdis_synthetic-30-1.png"))
+    target = np.load(depth_target_path(tmp_path / "synthetic" / "train" / "bdis_synthetic-30-1.png"))
+    assert image.shape[1] == 320 and target.shape == image.shape[:2]
+    known = np.isfinite(target)
+    assert known.mean() > 0.9 and target[known].min() >= 0 and target[known].max() <= 1
+    # the target is depth (not disparity): it correlates positively with the true depth resized to its grid
+    depth = cv2.resize(1.0 / first.gt_disparity, (target.shape[1], target.shape[0]), interpolation=cv2.INTER_AREA)
+    both = known & np.isfinite(depth)
+    assert np.corrcoef(target[both], depth[both])[0, 1] > 0.95

@@ -196,6 +196,13 @@ def add_mono_command(sub: argparse._SubParsersAction) -> None:
                         help="pseudo ground-truth cache folder (default runs/mono_pseudo_gt)")
     parser.add_argument("--exclude", default="config/splits/bdis_invivo_test.txt", metavar="LIST",
                         help="held-out pairs never trained on (default config/splits/bdis_invivo_test.txt)")
+    parser.add_argument("--synthetic-ground-truth", type=int, nargs="+", default=(), metavar="SET",
+                        help="supervised models: also train and validate on the true depth of these BDIS synthetic "
+                             "sets (e.g. 30 31; 32 and 33 are the test sets and are refused)")
+    parser.add_argument("--synthetic-cache", default="runs/mono_synthetic_gt", metavar="DIR",
+                        help="folder for the synthetic ground truth (default runs/mono_synthetic_gt)")
+    parser.add_argument("--synthetic-repeat", type=int, default=1, metavar="N",
+                        help="draw each synthetic frame N times as often as a real one (default 1)")
     parser.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
     parser.add_argument("--crop", type=int, nargs=2, default=(128, 160), metavar=("H", "W"),
@@ -224,6 +231,9 @@ def _run_mono(args: argparse.Namespace) -> int:
     if args.steps <= 0 or args.batch_size <= 0:
         raise ValueError("--steps and --batch-size must be positive")
     if args.model == "dispnet-subpixel":
+        if args.synthetic_ground_truth:
+            raise ValueError("--synthetic-ground-truth applies to the supervised models only: dispnet-subpixel "
+                             "trains without ground truth (pass the synthetic pair folders with --data)")
         try:
             from stereo_depth_ros.training.mono_self_supervised import train_dispnet
         except ImportError as error:
@@ -255,7 +265,9 @@ def _run_mono(args: argparse.Namespace) -> int:
 
         card = train_mono(TrainMonoOptions(
             model=args.model, out=args.out, data=args.data, validation=args.validation, data_root=args.data_root,
-            exclude=args.exclude, cache=args.cache, steps=args.steps, batch_size=args.batch_size,
+            exclude=args.exclude, cache=args.cache, synthetic_sets=tuple(args.synthetic_ground_truth),
+            synthetic_cache=args.synthetic_cache, synthetic_repeat=args.synthetic_repeat, steps=args.steps,
+            batch_size=args.batch_size,
             crop=tuple(args.crop), lr=1e-3 if args.lr is None else args.lr, seed=args.seed,
             checkpoint_every=args.checkpoint_every,
             stop_at=args.stop_at, resume=args.resume, device=args.device, threads=args.threads,
@@ -289,9 +301,19 @@ def add_super_resolution_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4, constant)")
     parser.add_argument("--attention-weight", type=float, default=0.1,
                         help="weight of the photometric, cycle and smoothness terms (default 0.1)")
+    parser.add_argument("--attention-loss-mask", choices=("visibility", "valid"), default="visibility",
+                        help="masks of the attention terms: PASSRnet's visibility masks (default) or the network's "
+                             "valid masks (the recipe of the weights packaged before 2026-11-27)")
+    parser.add_argument("--attention-proxy-weight", type=float, default=0.0, metavar="W",
+                        help="stereo model: weight of the cross-entropy of the attention at confident SGBM matches of "
+                             "the LR patch (default 0: off)")
+    parser.add_argument("--detach-attention-input", action="store_true",
+                        help="stereo model: the attention trains on the per-view features without gradient, so its "
+                             "terms never pull the features the reconstruction uses")
     parser.add_argument("--channels", type=int, default=32, help="feature channels (default 32)")
     parser.add_argument("--init", metavar="WEIGHTS", help="weights to fine-tune (their network sizes are used; "
-                                                          "same scale and model)")
+                                                          "same scale and model, or single-image weights to "
+                                                          "start the stereo model from)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--stop-at", type=int, metavar="STEP", help="stop after this step with a checkpoint")
@@ -307,7 +329,9 @@ def _run_super_resolution(args: argparse.Namespace) -> int:
     card = train_super_resolution(TrainSuperResolutionOptions(
         scale=args.scale, out=args.out, model=args.model, data=list(args.data), exclude=args.exclude or None,
         steps=args.steps, batch_size=args.batch_size, patch=tuple(args.patch), lr=args.lr,
-        attention_weight=args.attention_weight, channels=args.channels, seed=args.seed, init=args.init,
+        attention_weight=args.attention_weight, attention_loss_mask=args.attention_loss_mask,
+        attention_proxy_weight=args.attention_proxy_weight, detach_attention_input=args.detach_attention_input,
+        channels=args.channels, seed=args.seed, init=args.init,
         checkpoint_every=args.checkpoint_every, stop_at=args.stop_at, resume=args.resume, threads=args.threads,
         progress=not args.no_progress))
     print(json.dumps({"weights": args.out, "steps": card.get("steps"), "wall_time_s": card.get("wall_time_s"),

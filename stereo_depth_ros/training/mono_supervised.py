@@ -250,6 +250,62 @@ def build_pseudo_ground_truth(data_root: str | Path, out: str | Path = DEFAULT_C
             "cache": str(out)}
 
 
+SYNTHETIC_CACHE = Path("runs/mono_synthetic_gt")
+
+
+def build_synthetic_ground_truth(data_root: str | Path, out: str | Path = SYNTHETIC_CACHE,
+                                 sets: tuple[int, ...] = (30, 31), working_width: int = WORKING_WIDTH,
+                                 progress: bool = True) -> dict:
+    """Rendered training frames with their true depth, in the layout of :func:`build_pseudo_ground_truth`.
+
+    Paper 001 trains the light U-Net on collected ground-truth depth (NYU-Depth v2) and names rendered data as the
+    way to get such labels; the BDIS synthetic sets are our rendered frames with exact depth. Only the sets given
+    here are written (30 and 31 by default: sets 32 and 33 are the monocular test sets and must never be passed).
+    Each frame: the left image and its GT disparity (``f B / depth``) through steps 3 and 4 of the module docstring
+    (active-area crop, ``working_width`` wide, normalised relative depth), so the targets mean exactly what the
+    pseudo ground truth means. Split: every 5th frame of each set (natural order, starting at the 3rd) goes to
+    ``validation``, as :func:`training_pairs` splits the real sets.
+
+    Args:
+        data_root: the ``endoscopic_stereo`` folder (``bdis_synthetic/<set>`` inside it).
+
+    Returns:
+        a summary: frames per split, the mean share of known target pixels, the sets.
+
+    Raises:
+        ValueError: if a set is 32 or 33 (the test sets) or the list is empty.
+        FileNotFoundError: if a set folder or a depth file is missing.
+    """
+    from tqdm import tqdm
+
+    from stereo_depth_ros.evaluation.datasets import bdis_synthetic
+
+    sets = tuple(int(s) for s in sets)
+    if not sets or set(sets) & {32, 33}:
+        raise ValueError(f"synthetic ground-truth sets must be non-empty and leave out the test sets 32 and 33, "
+                         f"got {sets}")
+    out = Path(out)
+    known_shares: list[float] = []
+    counts = {"train": 0, "validation": 0}
+    for set_id in sets:
+        dataset = bdis_synthetic(Path(data_root).parent, (set_id,))
+        for index, sample in enumerate(tqdm(dataset, total=len(dataset), desc=f"synthetic ground truth {set_id}",
+                                            disable=not progress)):
+            part = "validation" if index % VALIDATION_EVERY == VALIDATION_OFFSET else "train"
+            (out / part).mkdir(parents=True, exist_ok=True)
+            image_path = out / part / f"bdis_synthetic-{sample.name.split('-')[-1].replace('/', '-')}.png"
+            active = black_border_mask(sample.left_bgr) & np.isfinite(sample.gt_disparity)
+            image, disparity = crop_and_resize(sample.left_bgr, sample.gt_disparity, active, working_width)
+            target = normalised_relative_depth(disparity)
+            cv2.imwrite(str(image_path), image)
+            np.save(depth_target_path(image_path), target)
+            known_shares.append(float(np.isfinite(target).mean()))
+            counts[part] += 1
+    return {"train_frames": counts["train"], "validation_frames": counts["validation"], "sets": list(sets),
+            "mean_known_pct": 100.0 * float(np.mean(known_shares)) if known_shares else 0.0, "cache": str(out),
+            "source": "BDIS synthetic ground-truth depth (rendered), not stereo matching"}
+
+
 def median_scaled_abs_rel(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
     """Mean over the batch of AbsRel ``mean(|s p - t| / t)`` with the per-image median scale ``s = median(t) /
     median(p)`` over the known pixels (``t > 0``): the validation score that picks the best model (scale-free, as
@@ -309,6 +365,10 @@ class TrainMonoOptions:
         data_root: the ``endoscopic_stereo`` folder (for the pseudo ground truth).
         exclude: held-out pair list (left-image paths) never trained on (config/splits/bdis_invivo_test.txt).
         cache: pseudo ground-truth folder.
+        synthetic_sets: BDIS synthetic sets whose true depth is added to training and validation
+            (:func:`build_synthetic_ground_truth`; never 32 or 33); empty: none. synthetic_cache: their folder.
+        synthetic_repeat: how many times the synthetic training folder is listed (its frames are drawn that many
+            times as often as a real frame; the real pseudo ground truth has far more frames).
         steps, batch_size, crop (height, width), lr (Adam, cosine decay), seed, checkpoint_every, stop_at, resume,
         device, threads, progress: as train-stereo.
     """
@@ -320,6 +380,9 @@ class TrainMonoOptions:
     data_root: str | Path = "../shared/data/endoscopic_stereo"
     exclude: str | None = "config/splits/bdis_invivo_test.txt"
     cache: str | Path = DEFAULT_CACHE
+    synthetic_sets: tuple[int, ...] = ()
+    synthetic_cache: str | Path = SYNTHETIC_CACHE
+    synthetic_repeat: int = 1
     steps: int = 1500
     batch_size: int = 8
     crop: tuple[int, int] = (128, 160)
@@ -375,6 +438,14 @@ def train_mono(options: TrainMonoOptions) -> dict:
         pseudo = build_pseudo_ground_truth(options.data_root, options.cache, exclude, progress=options.progress)
         data = [str(Path(options.cache) / "train")]
         validation = validation or [str(Path(options.cache) / "validation")]
+    synthetic = None
+    if options.synthetic_sets:
+        synthetic = build_synthetic_ground_truth(options.data_root, options.synthetic_cache,
+                                                 tuple(options.synthetic_sets), progress=options.progress)
+        if options.synthetic_repeat < 1:
+            raise ValueError(f"synthetic_repeat must be at least 1, got {options.synthetic_repeat}")
+        data = [*data, *[str(Path(options.synthetic_cache) / "train")] * options.synthetic_repeat]
+        validation = [*(validation or []), str(Path(options.synthetic_cache) / "validation")]
     dataset = MonoDepthFolderDataset(data, crop=crop, augment=True,
                                      samples_per_epoch=options.steps * options.batch_size, seed=options.seed)
     validation_dataset = (MonoDepthFolderDataset(validation, crop=crop, augment=False, seed=options.seed + 1)
@@ -403,10 +474,13 @@ def train_mono(options: TrainMonoOptions) -> dict:
         "output": "normalised relative depth in [0, 1] (per-frame (1/d) / P98(1/d)); metric depth needs a scale "
                   "per frame (median scaling, depth_scale, or alignment to stereo depth)",
         "targets": "pseudo ground truth from stereo matching: SGBM where it agrees with the coarse-to-fine network, "
-                   "the network where SGBM gives no value (stereo_depth_ros/training/mono_supervised.py)",
-        "ground_truth_used": False,
+                   "the network where SGBM gives no value (stereo_depth_ros/training/mono_supervised.py)"
+                   + (f"; plus the true depth of BDIS synthetic sets {list(options.synthetic_sets)}"
+                      if synthetic else ""),
+        "ground_truth_used": (f"BDIS synthetic sets {list(options.synthetic_sets)} (never 32 or 33)"
+                              if synthetic else False),
         "data": [str(d) for d in data], "validation_data": [str(v) for v in validation or []],
-        "pseudo_ground_truth": pseudo, "held_out_pairs": options.exclude,
+        "pseudo_ground_truth": pseudo, "synthetic_ground_truth": synthetic, "held_out_pairs": options.exclude,
         "images_trained_on": len(dataset.samples),
         "steps": options.steps, "batch_size": options.batch_size, "crop": list(crop), "lr": options.lr,
         "loss": ("(2 L1 + 1 (1 - SSIM) + 5 edge) / 8, paper 001 eq. 7 (beta = 1 our choice)"
