@@ -82,6 +82,126 @@ def test_parallax_attention_peaks_at_the_shift_and_masks_the_occluded_band():
 
 # Metrics ------------------------------------------------------------------------------------------------------
 
+def test_attention_loss_masks_see_every_pixel_of_a_spread_attention_and_drop_the_occluded_band():
+    """PASSRnet's visibility masks (the default loss masks): a spread (untrained) attention leaves every pixel in
+    the attention terms, where the network's valid masks would leave almost none (no gradient to learn matching);
+    an attention that has found a shift of d marks the left band x < d, which the right view cannot see, invisible."""
+    from stereo_depth_ros.training.sr_trainer import attention_losses, visibility_masks
+
+    width, shift = 16, 3
+    spread = torch.full((1, 2, width, width), 1.0 / width, requires_grad=True)
+    visible_left, visible_right = visibility_masks(spread, spread)
+    assert visible_left.shape == (1, 1, 2, width) and bool((visible_left == 1).all() and (visible_right == 1).all())
+    left = torch.rand(1, 3, 2, width, generator=torch.Generator().manual_seed(0))
+    right = torch.roll(left, -shift, dims=3)
+    attention = {"right_to_left": spread, "left_to_right": spread,
+                 "valid_left": torch.tanh(5 * (spread * spread.transpose(2, 3)).sum(-1)).unsqueeze(1),
+                 "valid_right": torch.tanh(5 * (spread * spread.transpose(2, 3)).sum(-1)).unsqueeze(1)}
+    visibility = attention_losses(attention, left, right, "visibility")["photometric"]
+    valid = attention_losses(attention, left, right, "valid")["photometric"]
+    assert float(visibility) > 2 * float(valid) > 0
+    with pytest.raises(ValueError, match="visibility"):
+        attention_losses(attention, left, right, "everywhere")
+
+    right_to_left = torch.zeros(1, 1, width, width)
+    for i in range(width):  # left pixel i sees right pixel i - d (clamped at the border)
+        right_to_left[0, 0, i, max(i - shift, 0)] = 1.0
+    left_to_right = torch.zeros(1, 1, width, width)
+    for j in range(width):  # right pixel j sees left pixel j + d
+        left_to_right[0, 0, j, min(j + shift, width - 1)] = 1.0
+    visible_left, visible_right = visibility_masks(right_to_left, left_to_right)
+    assert visible_left[0, 0, 0].tolist() == [0.0] * shift + [1.0] * (width - shift)
+    assert visible_right[0, 0, 0].tolist() == [1.0] * (width - shift) + [0.0] * shift
+
+
+def test_attention_proxy_finds_the_shift_and_its_loss_prefers_the_right_match():
+    """The attention's proxy labels: confident SGBM on an LR patch pair finds its shift; the cross-entropy is lower
+    for an attention peaked at that match than for one peaked 3 pixels off; unknown proxies are ignored."""
+    from stereo_depth_ros.training.sr_trainer import attention_proxy_loss, lr_proxy_disparities
+
+    shift = 6
+    left, right = textured_pair(32, 160, shift, seed=2, blocks=True)
+    proxy_left, proxy_right = lr_proxy_disparities(left, right, 2)  # 48 px search at x2: a 160 px wide patch
+    assert proxy_left.shape == proxy_right.shape == (32, 160)
+    assert np.isfinite(proxy_left).mean() > 0.2 and np.isfinite(proxy_right).mean() > 0.2
+    assert np.nanmedian(proxy_left) == pytest.approx(shift, abs=0.5)
+    assert np.nanmedian(proxy_right) == pytest.approx(shift, abs=0.5)
+
+    width = 24
+
+    def peaked(offset: int) -> torch.Tensor:  # row i puts 0.9 at column i + offset (clamped), the rest spread
+        attention = torch.full((1, 1, width, width), 0.1 / (width - 1))
+        for i in range(width):
+            attention[0, 0, i, min(max(i + offset, 0), width - 1)] = 0.9
+        return attention
+
+    known = torch.full((1, 1, 1, width), float(shift))
+    right_answer = {"right_to_left": peaked(-shift), "left_to_right": peaked(shift)}
+    wrong_answer = {"right_to_left": peaked(-shift + 3), "left_to_right": peaked(shift - 3)}
+    assert float(attention_proxy_loss(right_answer, known, known)) < float(
+        attention_proxy_loss(wrong_answer, known, known)) - 1.0
+    unknown = torch.full_like(known, float("nan"))
+    assert float(attention_proxy_loss(right_answer, unknown, unknown)) == 0.0
+    half = known.clone()
+    half[..., ::2] = float("nan")  # only the known half counts: the same mean on this uniform example
+    assert float(attention_proxy_loss(right_answer, half, half)) == pytest.approx(
+        float(attention_proxy_loss(right_answer, known, known)), rel=1e-5)
+
+
+def test_detached_attention_input_keeps_the_attention_terms_out_of_the_shared_features():
+    """BiPAM.detach_input (train-sr --detach-attention-input): the attention's own terms train biPAM only; the
+    per-view features get no gradient from them (they still do from the reconstruction), and the output is the
+    same either way."""
+    from stereo_depth_ros.training.sr_trainer import attention_losses
+
+    torch.manual_seed(0)
+    network = build_network({"scale": 2, "stereo": True, "channels": 8, "growth": 4, "num_rdb": 1})
+    left, right = torch.rand(1, 3, 8, 24), torch.rand(1, 3, 8, 24)
+    outputs = {}
+    for detach in (False, True):
+        network.zero_grad()
+        network.bipam.detach_input = detach
+        sr_left, _, attention = network(left, right, return_attention=True)
+        sum(attention_losses(attention, left, right).values()).backward()
+        outputs[detach] = (sr_left.detach(), network.head.weight.grad, network.bipam.query.weight.grad)
+    assert torch.equal(outputs[False][0], outputs[True][0])
+    assert outputs[False][1] is not None and float(outputs[False][1].abs().sum()) > 0
+    assert outputs[True][1] is None or float(outputs[True][1].abs().sum()) == 0
+    assert float(outputs[True][2].abs().sum()) > 0
+
+
+def test_attention_statistics_measure_the_match_against_sgbm():
+    """eval-sr-dataset --attention: an attention that puts its peak at the pair's true shift scores a match error
+    of 0 px, one that is 3 px off scores 3 px, and the peak weight and valid mask are the attention's."""
+    from stereo_depth_ros.commands.sr import attention_statistics
+
+    shift, height, width = 6, 16, 160
+    left, right = textured_pair(height, width, shift, seed=3, blocks=True)
+
+    class FixedAttention:  # stands in for the network: returns a given attention
+        bipam, scale = object(), 2
+
+        def __init__(self, offset: int) -> None:
+            self.offset = offset
+
+        def eval(self):
+            return self
+
+        def __call__(self, lr_left, lr_right, return_attention=False):
+            attention = torch.zeros(1, height, width, width)
+            for x in range(width):
+                attention[0, :, x, min(max(x - self.offset, 0), width - 1)] = 1.0
+            return None, None, {"right_to_left": attention, "valid_left": torch.full((1, 1, height, width), 0.5)}
+
+    exact = attention_statistics(FixedAttention(shift), left, right)
+    assert exact["peak_weight"] == 1.0 and exact["valid_mask"] == 0.5 and exact["proxy_pixels_pct"] > 10
+    assert exact["match_error_px"] == pytest.approx(0.0, abs=0.5) and exact["within_1px_pct"] > 90
+    off = attention_statistics(FixedAttention(shift + 3), left, right)
+    assert off["match_error_px"] == pytest.approx(3.0, abs=0.5) and off["within_1px_pct"] < 10
+    with pytest.raises(ValueError, match="biPAM"):
+        attention_statistics(build_network({"scale": 2, "stereo": False, "channels": 8, "growth": 4}), left, right)
+
+
 def test_psnr_and_ssim_on_hand_examples():
     image = np.random.default_rng(1).integers(0, 256, (16, 20, 3)).astype(np.uint8)
     assert psnr(image, image) == math.inf and ssim(image, image) == pytest.approx(1.0)
@@ -115,19 +235,20 @@ def test_short_training_lowers_the_loss(tmp_path):
 
     # One pair, cropped to its whole size: every step sees the same batch, so the loss curve is not crop noise.
     for index in range(1):
-        left, right = textured_pair(32, 48, 4, seed=index, blocks=True)
+        left, right = textured_pair(32, 224, 4, seed=index, blocks=True)
         for side, image in (("left", left), ("right", right)):
             (tmp_path / "set" / side).mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(tmp_path / "set" / side / f"{index}.png"), image)
     out = tmp_path / "run" / "sr.safetensors"
     card = train_super_resolution(TrainSuperResolutionOptions(
-        scale=2, out=str(out), data=[str(tmp_path / "set")], exclude=None, steps=40, batch_size=1, patch=(16, 24),
-        lr=3e-3, channels=8, growth=4, checkpoint_every=40, threads=1, progress=False))
+        scale=2, out=str(out), data=[str(tmp_path / "set")], exclude=None, steps=40, batch_size=1, patch=(16, 112),
+        lr=3e-3, channels=8, growth=4, checkpoint_every=40, threads=1, progress=False, attention_proxy_weight=0.01))
     rows = list(csv_rows(out.with_name("sr.losses.csv")))
     first, last = np.mean([r["l1"] for r in rows[:5]]), np.mean([r["l1"] for r in rows[-5:]])
     assert last < 0.9 * first, (first, last)
     assert card["steps"] == 40 and card["parameters"] > 0 and out.is_file()
     assert rows[0]["photometric"] > 0  # the stereo network's attention terms are in the loss
+    assert rows[0]["attention_proxy"] > 0  # and the proxy term, from the pair's confident SGBM matches
     estimator = create_estimator("stereo-sr-x2", weights=str(out), backend="torch")
     sr_left, sr_right = estimator.super_resolve(*textured_pair(20, 30, 3))
     assert sr_left.shape == sr_right.shape == (40, 60, 3)
@@ -162,6 +283,42 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path):
         scale=2, out=str(out), data=[str(tmp_path / "set")], exclude=None, steps=2, batch_size=1, patch=(16, 24),
         channels=32, checkpoint_every=2, threads=1, progress=False, init=str(tmp_path / "start.safetensors")))
     assert card["config"] == start.config  # the init's sizes, not the options' channels=32
+
+
+def test_stereo_fine_tuning_may_start_from_the_single_image_weights(tmp_path):
+    """--init with single-image weights for the stereo model: every shared tensor is the single-image network's
+    (the fusion's weights for the other view folded into its own view's), biPAM is new, and the stereo network's
+    output starts exactly at the single-image network's."""
+    from stereo_depth_ros.models.stereo_sr import SINGLE_ARCHITECTURE, build_network
+    from stereo_depth_ros.models.weights import save_weights
+    from stereo_depth_ros.training.sr_trainer import initial_network
+
+    config = {"scale": 2, "channels": 8, "growth": 4, "rdb_layers": 2, "num_rdb": 1, "num_rdb_reconstruction": 1,
+              "stereo": False}
+    torch.manual_seed(0)
+    single = build_network(config)
+    torch.nn.init.normal_(single.tail.weight, std=0.05)  # a trained tail (zero at initialisation) makes the test bite
+    save_weights(single, tmp_path / "single.safetensors", SINGLE_ARCHITECTURE, single.config)
+    stereo = initial_network(tmp_path / "single.safetensors", 2, True).eval()
+    assert stereo.stereo and stereo.bipam is not None
+    shared = single.state_dict()
+    for name, tensor in stereo.state_dict().items():
+        if name.startswith("bipam."):
+            assert name not in shared
+        elif name == "refine.0.weight":
+            own, other = shared[name][:, :8], shared[name][:, 8:]
+            assert torch.allclose(tensor[:, :8], own + other) and not tensor[:, 8:].any()
+        else:
+            assert torch.equal(tensor, shared[name]), name
+    left, right = (torch.from_numpy(image[..., ::-1].copy()).permute(2, 0, 1)[None].float() / 255
+                   for image in textured_pair(24, 40, 3))
+    with torch.no_grad():
+        single_left, _ = single.eval()(left, right)
+        stereo_left, _, attention = stereo(left, right, return_attention=True)
+    assert torch.allclose(stereo_left, single_left, atol=1e-5)
+    assert float(attention["valid_left"].max()) > 0  # biPAM does run; its features just carry no weight yet
+    with pytest.raises(ValueError, match="x2, but --scale is 4"):
+        initial_network(tmp_path / "single.safetensors", 4, True)
 
 
 def csv_rows(path):

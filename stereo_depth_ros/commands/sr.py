@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from stereo_depth_ros.commands import parse_weights_overrides
 from stereo_depth_ros.data.stereo_folder import black_border_mask
 from stereo_depth_ros.evaluation.sr_metrics import pair_metrics
 from stereo_depth_ros.images import check_stereo_pair, crop_to_multiple, read_image_bgr
@@ -58,6 +60,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       help="also run the stereo network on the HR pair and each upscaled pair: disparity EPE (HR "
                            "pixels) of each against the HR result")
     many.add_argument("--figure", metavar="OUT.png", help="figure of the first pair")
+    many.add_argument("--attention", action="store_true",
+                      help="also report how the stereo network's parallax attention matches: its mean peak weight, "
+                           "mean valid mask, and its disparity against confident SGBM on the LR pair")
     _add_common(many)
     many.set_defaults(run=_run_dataset)
 
@@ -121,16 +126,6 @@ def prepare_pair(left: np.ndarray, right: np.ndarray, scale: int, border_crop: b
         left, right = active_area_crop(left, right)
     left, right = crop_to_multiple(left, scale), crop_to_multiple(right, scale)
     return left, right, bicubic_downscale(left, scale), bicubic_downscale(right, scale)
-
-
-def _parse_weights(entries: list[str] | None) -> dict[str, str]:
-    weights = {}
-    for entry in entries or []:
-        if "=" not in entry:
-            raise ValueError(f"--weights takes NAME=PATH, got {entry!r}")
-        name, path = entry.split("=", 1)
-        weights[name] = path
-    return weights
 
 
 class Methods:
@@ -223,7 +218,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def _run_one(args: argparse.Namespace) -> int:
-    methods = Methods(args.scale, args.model, _parse_weights(args.weights), args.backend)
+    methods = Methods(args.scale, args.model, parse_weights_overrides(args.weights), args.backend)
     hr_left, hr_right, lr_left, lr_right = prepare_pair(read_image_bgr(args.left), read_image_bgr(args.right),
                                                         args.scale, not args.no_border_crop)
     rows, outputs = score_pair(methods, hr_left, hr_right, lr_left, lr_right)
@@ -253,18 +248,81 @@ def held_out_pairs(list_path: str | Path, data_root: str | Path) -> list[tuple[P
     return pairs
 
 
+ATTENTION_FIELDS = ("peak_weight", "valid_mask", "proxy_pixels_pct", "match_error_px", "within_1px_pct")
+
+
+def attention_statistics(network, lr_left: np.ndarray, lr_right: np.ndarray) -> dict:
+    """How the stereo SR network's parallax attention matches on one LR pair (the left view's attention).
+
+    Args:
+        network: a :class:`~stereo_depth_ros.models.stereo_sr.StereoSuperResolutionNet` with biPAM (torch).
+        lr_left, lr_right: (h, w, 3) uint8 BGR LR pair, wider than twice the proxy search range.
+
+    Returns:
+        ``peak_weight``: mean over pixels of the largest attention weight of the row (1 / w for a spread attention,
+        1 for a sharp one); ``valid_mask``: mean of the valid mask ``V`` in [0, 1]; ``proxy_pixels_pct``: share of
+        pixels with a confident SGBM disparity (:func:`stereo_depth_ros.training.sr_trainer.lr_proxy_disparities`);
+        ``match_error_px``: median over those pixels of ``|(x - argmax_j M[x, j]) - d_sgbm|`` in LR pixels;
+        ``within_1px_pct``: the share of them within 1 px (nan and 0 when no pixel is confident).
+
+    Raises:
+        ValueError: for a network without biPAM.
+    """
+    import torch
+
+    from stereo_depth_ros.training.sr_trainer import lr_proxy_disparities
+
+    if getattr(network, "bipam", None) is None:
+        raise ValueError("attention statistics need the stereo network (with biPAM)")
+
+    def tensor(image: np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(image[..., ::-1])).permute(2, 0, 1)[None].float() / 255.0
+
+    with torch.no_grad():
+        _, _, attention = network.eval()(tensor(lr_left), tensor(lr_right), return_attention=True)
+    right_to_left = attention["right_to_left"][0]  # (h, w, w)
+    peak, match = right_to_left.max(-1)
+    columns = torch.arange(right_to_left.shape[-1]).view(1, -1)
+    disparity = (columns - match).numpy().astype(np.float32)
+    proxy, _ = lr_proxy_disparities(lr_left, lr_right, network.scale)
+    known = np.isfinite(proxy)
+    error = np.abs(disparity[known] - proxy[known])
+    return {"peak_weight": float(peak.mean()), "valid_mask": float(attention["valid_left"].mean()),
+            "proxy_pixels_pct": 100.0 * float(known.mean()),
+            "match_error_px": float(np.median(error)) if error.size else math.nan,
+            "within_1px_pct": 100.0 * float((error <= 1.0).mean()) if error.size else 0.0}
+
+
+def stereo_network_of(methods: "Methods"):
+    """The torch network of the ``stereo-sr`` method of ``methods`` (its weights, loaded again for torch).
+
+    Raises:
+        ValueError: when ``methods`` has no stereo-sr model.
+    """
+    from stereo_depth_ros.models.stereo_sr import STEREO_ARCHITECTURE, build_network
+    from stereo_depth_ros.models.weights import load_weights
+
+    for method, estimator in methods.estimators:
+        if method == "stereo-sr":
+            if estimator.weights is None:
+                return build_network({**estimator.config, "stereo": True})
+            return load_weights(estimator.weights, STEREO_ARCHITECTURE, build_network)[0]
+    raise ValueError("--attention needs a stereo-sr model among the evaluated ones")
+
+
 def _run_dataset(args: argparse.Namespace) -> int:
     from stereo_depth_ros.evaluation.datasets import default_data_root
 
     root = Path(args.data_root) if args.data_root else Path(default_data_root()) / "endoscopic_stereo"
     pairs = held_out_pairs(args.pairs, root)[:args.limit]
-    methods = Methods(args.scale, args.model, _parse_weights(args.weights), args.backend)
+    methods = Methods(args.scale, args.model, parse_weights_overrides(args.weights), args.backend)
     stereo = None
     if args.stereo_epe:
         from stereo_depth_ros.models.registry import create_estimator
 
         stereo = create_estimator("coarse-to-fine", backend=args.backend)
-    per_frame, epe = [], {}
+    attention_network = stereo_network_of(methods) if args.attention else None
+    per_frame, epe, attention = [], {}, []
     for index, (left_path, right_path) in enumerate(pairs):
         print(f"[{index + 1}/{len(pairs)}] {left_path}", file=sys.stderr)
         hr_left, hr_right, lr_left, lr_right = prepare_pair(read_image_bgr(left_path), read_image_bgr(right_path),
@@ -273,6 +331,8 @@ def _run_dataset(args: argparse.Namespace) -> int:
         if args.figure and index == 0:
             save_figure(args.figure, hr_left, lr_left, outputs, args.scale)
         per_frame.append({"frame": str(left_path.relative_to(root)), "rows": rows})
+        if attention_network is not None:
+            attention.append(attention_statistics(attention_network, lr_left, lr_right))
         if stereo is not None:
             reference = stereo.estimate(hr_left, hr_right)[-1]
             for method, (sr_left, sr_right), _ in outputs:
@@ -286,8 +346,13 @@ def _run_dataset(args: argparse.Namespace) -> int:
                      **{key: float(np.mean([r[key] for r in frame_rows])) for key in ROW_FIELDS[2:]}})
     stereo_rows = [{"method": method, "scale": args.scale, "epe_vs_hr_px": float(np.mean(values))}
                    for method, values in epe.items()]
+    attention_row = ({key: float(np.nanmean([frame[key] for frame in attention])) for key in ATTENTION_FIELDS}
+                     if attention else None)
     if args.json:
-        print(json.dumps({"rows": rows, "frames": per_frame, "stereo_epe": stereo_rows}))
+        document = {"rows": rows, "frames": per_frame, "stereo_epe": stereo_rows}
+        if attention_row is not None:
+            document["attention"] = attention_row
+        print(json.dumps(document))
     else:
         print(f"{len(pairs)} held-out pairs ({args.pairs}), mean over pairs\n")
         print(markdown(rows))
@@ -295,4 +360,11 @@ def _run_dataset(args: argparse.Namespace) -> int:
             print("\n| input to coarse-to-fine | scale | disparity EPE vs HR result (px) |\n|---|---|---|")
             for row in stereo_rows:
                 print(f"| {row['method']} | x{row['scale']} | {row['epe_vs_hr_px']:.3f} |")
+        if attention_row is not None:
+            print("\n| stereo-sr attention (left view, mean over pairs) | peak weight | valid mask | pixels with a "
+                  "confident SGBM disparity % | median match error vs SGBM (LR px) | within 1 px % |\n"
+                  "|---|---|---|---|---|---|")
+            print(f"| x{args.scale} | {attention_row['peak_weight']:.3f} | {attention_row['valid_mask']:.3f} | "
+                  f"{attention_row['proxy_pixels_pct']:.1f} | {attention_row['match_error_px']:.2f} | "
+                  f"{attention_row['within_1px_pct']:.1f} |")
     return 0

@@ -119,10 +119,13 @@ def sgbm_left_right(left_bgr: np.ndarray, right_bgr: np.ndarray, config: Confide
         right-image columns (from the mirrored, swapped pair).
 
     Raises:
-        ValueError: for images that are not a uint8 (H, W, 3) pair of one size.
+        ValueError: for images that are not a uint8 (H, W, 3) pair of one size, or not wider than the search range.
     """
     check_stereo_pair(left_bgr, right_bgr)
     config = config or ConfidentSGBMConfig()
+    if left_bgr.shape[1] <= config.max_disparity:
+        raise ValueError(f"SGBM needs images wider than its search range: width {left_bgr.shape[1]} px, "
+                         f"max_disparity {config.max_disparity} px")
     matcher = _matcher(config)
 
     def run(first: np.ndarray, second: np.ndarray) -> np.ndarray:

@@ -204,6 +204,11 @@ class BiPAM(nn.Module):
     (B, 1, H, W).
     """
 
+    #: Training only (not part of the configuration; the output is the same either way): with True the RDB outputs
+    #: enter the attention without gradient, so the attention's own terms train biPAM alone and never pull the
+    #: per-view features that the reconstruction shares with the single-image network.
+    detach_input: bool = False
+
     def __init__(self, channels: int, scales: int) -> None:
         super().__init__()
         width = channels * scales
@@ -213,6 +218,8 @@ class BiPAM(nn.Module):
         self.key = nn.Conv2d(width, channels, 1)
 
     def forward(self, features_left, features_right, multi_left, multi_right):
+        if self.detach_input:
+            multi_left, multi_right = multi_left.detach(), multi_right.detach()
         buffer_left = self.transition(self.norm(multi_left))
         buffer_right = self.transition(self.norm(multi_right))
         right_to_left, left_to_right = parallax_attention(self.query(buffer_left), self.key(buffer_right))

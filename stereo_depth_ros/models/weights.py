@@ -93,6 +93,26 @@ def save_weights(module: torch.nn.Module, path: str | Path, architecture: str, c
     save_file(tensors, str(path), metadata=metadata)
 
 
+def read_architecture(path: str | Path) -> str | None:
+    """The architecture name in the metadata of a weights file written by :func:`save_weights` (None if it has
+    none), read without loading its tensors; for callers that accept more than one architecture.
+
+    Raises:
+        WeightsError: naming the file if it does not exist or is not a readable safetensors file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("architecture")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise WeightsError(f"weights file {path} is not a readable safetensors file (truncated or corrupt?): "
+                           f"{error}") from error
+
+
 def load_weights(path: str | Path, architecture: str, build: Callable[[dict], torch.nn.Module]
                  ) -> tuple[torch.nn.Module, dict]:
     """Build a module from a safetensors file written by :func:`save_weights`, checking what it claims to be.
