@@ -109,6 +109,13 @@ def test_confident_sgbm_of_the_right_view_sees_the_square_at_its_right_image_pos
     assert np.nanmedian(inside) == pytest.approx(FOREGROUND_PX, abs=0.5)
 
 
+def test_confident_sgbm_refuses_images_not_wider_than_its_search_range():
+    """OpenCV would fail with a memory error on such a pair; the error names the width and the range instead."""
+    left, right, _, _ = occluding_square_pair()
+    with pytest.raises(ValueError, match="width 32 px, max_disparity 32 px"):
+        confident_sgbm(left[:, :32], right[:, :32], ConfidentSGBMConfig(max_disparity=32))
+
+
 def test_proxy_epe_hand_example_and_errors():
     disparity = np.array([[1.0, 2.0, np.nan, 4.0]])
     proxy = np.array([[2.0, 2.5, 1.0, np.nan]])
