@@ -99,7 +99,7 @@ def test_attention_loss_masks_see_every_pixel_of_a_spread_attention_and_drop_the
                  "valid_right": torch.tanh(5 * (spread * spread.transpose(2, 3)).sum(-1)).unsqueeze(1)}
     visibility = attention_losses(attention, left, right, "visibility")["photometric"]
     valid = attention_losses(attention, left, right, "valid")["photometric"]
-    assert float(visibility) > 2 * float(valid) > 0
+    assert float(visibility.detach()) > 2 * float(valid.detach()) > 0
     with pytest.raises(ValueError, match="visibility"):
         attention_losses(attention, left, right, "everywhere")
 
