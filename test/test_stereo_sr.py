@@ -202,6 +202,19 @@ def test_attention_statistics_measure_the_match_against_sgbm():
         attention_statistics(build_network({"scale": 2, "stereo": False, "channels": 8, "growth": 4}), left, right)
 
 
+def test_fusion_parameter_groups_scale_only_the_fusion_learning_rate():
+    from stereo_depth_ros.training.sr_trainer import fusion_parameter_groups
+
+    for stereo in (True, False):
+        network = build_network({"scale": 2, "stereo": stereo, "channels": 8, "growth": 4})
+        rest, fusion = fusion_parameter_groups(network, 1e-3, 10.0)
+        assert rest["lr"] == 1e-3 and fusion["lr"] == pytest.approx(1e-2)
+        assert [id(p) for p in fusion["params"]] == [id(p) for p in network.refine[0].parameters()]
+        assert sorted(id(p) for p in rest["params"] + fusion["params"]) == sorted(id(p) for p in network.parameters())
+    with pytest.raises(ValueError, match="fusion_lr_scale"):
+        fusion_parameter_groups(network, 1e-3, 0.0)
+
+
 def test_psnr_and_ssim_on_hand_examples():
     image = np.random.default_rng(1).integers(0, 256, (16, 20, 3)).astype(np.uint8)
     assert psnr(image, image) == math.inf and ssim(image, image) == pytest.approx(1.0)

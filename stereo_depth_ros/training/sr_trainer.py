@@ -155,6 +155,8 @@ class TrainSuperResolutionOptions:
         attention_proxy_weight: weight of :func:`attention_proxy_loss` (0 = off; stereo model only).
         detach_attention_input: train biPAM's matching on features without gradient
             (:attr:`~stereo_depth_ros.models.stereo_sr.BiPAM.detach_input`; stereo model only).
+        fusion_lr_scale: learning-rate factor of the refinement block's fusion convolution
+            (:func:`fusion_parameter_groups`; both models).
         channels, growth, rdb_layers, num_rdb, num_rdb_reconstruction: network sizes.
         threads: CPU threads (0 = PyTorch's default). progress: show a progress bar.
         init: weights to start from (fine-tuning, e.g. with wider patches); their configuration replaces the
@@ -179,6 +181,7 @@ class TrainSuperResolutionOptions:
     attention_loss_mask: str = "visibility"
     attention_proxy_weight: float = 0.0
     detach_attention_input: bool = False
+    fusion_lr_scale: float = 1.0
     channels: int = 32
     growth: int = 16
     rdb_layers: int = 3
@@ -353,6 +356,24 @@ def initial_network(path: str | Path, scale: int, stereo: bool) -> torch.nn.Modu
     return module
 
 
+def fusion_parameter_groups(model: torch.nn.Module, lr: float, fusion_lr_scale: float = 1.0) -> list[dict]:
+    """Adam parameter groups: the refinement block's 1x1 fusion convolution (which weighs the view's own and the
+    fused features) at ``lr * fusion_lr_scale``, everything else at ``lr``. With weights started from the
+    single-image network the fusion's weights for the other view start at zero (:func:`initial_network`) and grow
+    by at most about ``lr`` per step under Adam; a larger scale lets them grow faster. The same groups are used for
+    the single-image network, so a baseline trained with the same options stays comparable.
+
+    Raises:
+        ValueError: for a scale that is not positive.
+    """
+    if not fusion_lr_scale > 0:
+        raise ValueError(f"fusion_lr_scale must be positive, got {fusion_lr_scale}")
+    fusion = list(model.refine[0].parameters())
+    fusion_ids = {id(parameter) for parameter in fusion}
+    rest = [parameter for parameter in model.parameters() if id(parameter) not in fusion_ids]
+    return [{"params": rest, "lr": lr}, {"params": fusion, "lr": lr * fusion_lr_scale}]
+
+
 def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
     """Train the stereo or single-image SR network; write the weights, logs and model card.
 
@@ -394,7 +415,7 @@ def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
         if model.bipam is None:
             raise ValueError("detach_attention_input applies to the stereo model only")
         model.bipam.detach_input = True
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+    optimizer = torch.optim.Adam(fusion_parameter_groups(model, options.lr, options.fusion_lr_scale))
     trainer = Trainer(trainer_options, models={MODEL_NAME: model}, optimizers={MODEL_NAME: optimizer},
                       loss=sr_loss_callback(options.attention_weight, options.attention_loss_mask,
                                            options.attention_proxy_weight),
