@@ -6,13 +6,16 @@
         right_camera_info:=/camera/right/camera_info rviz:=false
     ros2 launch stereo_depth_ros endoscope.launch.py use_sim_time:=true   # with: ros2 bag play BAG --clock
     ros2 launch stereo_depth_ros endoscope.launch.py cross_modal:=true    # + the NIR-to-RGB node (NIR/RGB rig)
+    ros2 launch stereo_depth_ros endoscope.launch.py super_resolution:=true   # LR pair -> stereo SR -> stereo node
 
 Which nodes start, their names, namespace, parameters and remappings come from
 ``stereo_depth_ros.ros.bringup_spec.plan_nodes``, the same function the single-process ``stereo_depth_bringup``
 uses, so both start the same graph. Every node named in ``params_file`` is started (default
 ``config/endoscope.yaml``); the topics resolve under ``namespace`` (``/stereo/left/image_rect``,
 ``/stereo/disparity``, ``/stereo/depth``, ``/stereo/points2``). Every node kind's remap arguments are declared
-(``bringup_spec.REMAP_ARGUMENTS``); each node takes only those of its own kind (``NodeKind.remaps``).
+(``bringup_spec.REMAP_ARGUMENTS``); each node takes only those of its own kind (``NodeKind.remaps``). The boolean
+arguments of ``bringup_spec.OPTIONAL_NODES`` add a node with its own config file: ``cross_modal`` beside the
+stereo node, ``super_resolution`` in front of it (the stereo node reads the super-resolved pair).
 """
 
 from launch import LaunchDescription
@@ -33,13 +36,8 @@ def _stereo_nodes(context, *args, **kwargs):
         params_file=value("params_file") or None,
         namespace=value("namespace"),
         remaps={remap.argument: value(remap.argument) for remap in bringup_spec.REMAP_ARGUMENTS},
-        use_sim_time=bringup_spec.parse_bool(value("use_sim_time")))
-    if bringup_spec.parse_bool(value("cross_modal")) and "cross_modal_node" not in {plan.name for plan in plans}:
-        # cross_modal:=true adds the NIR-to-RGB node with the NIR/RGB rig's config/nir_rgb.yaml
-        plans += bringup_spec.plan_nodes(
-            params_file=bringup_spec.share_file("config", "nir_rgb.yaml"), namespace=value("namespace"),
-            remaps={remap.argument: value(remap.argument) for remap in bringup_spec.REMAP_ARGUMENTS},
-            use_sim_time=bringup_spec.parse_bool(value("use_sim_time")))
+        use_sim_time=bringup_spec.parse_bool(value("use_sim_time")),
+        optional=tuple(name for name in bringup_spec.OPTIONAL_NODES if bringup_spec.parse_bool(value(name))))
     return [Node(package=bringup_spec.PACKAGE, executable=plan.kind.executable, name=plan.name,
                  namespace=plan.namespace, parameters=[str(plan.params_file), plan.parameter_overrides],
                  remappings=list(plan.remappings), output="screen", emulate_tty=True)
@@ -53,10 +51,8 @@ def generate_launch_description():
                  for name, (default, description) in bringup_spec.LAUNCH_ARGUMENTS.items()]
     arguments += [DeclareLaunchArgument(remap.argument, default_value=remap.topic, description=remap.description)
                   for remap in bringup_spec.REMAP_ARGUMENTS]
-    arguments.append(DeclareLaunchArgument(
-        "cross_modal", default_value="false",
-        description="Also start cross_modal_node (NIR-to-RGB pseudo-RGB and depth, docs/ros_interface.md) with "
-                    "config/nir_rgb.yaml, unless params_file names it already"))
+    arguments += [DeclareLaunchArgument(extra.argument, default_value="false", description=extra.description)
+                  for extra in bringup_spec.OPTIONAL_NODES.values()]
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2",
                 arguments=["-d", str(bringup_spec.rviz_config_file())],
                 parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],

@@ -289,6 +289,53 @@ def test_every_node_kind_remaps_exactly_its_inputs():
         bringup_spec.remap_arguments({stereo.name: stereo, "x": clash})
 
 
+def test_super_resolution_argument_chains_the_sr_node_in_front_of_the_stereo_node(launch_module, tmp_path):
+    from stereo_depth_ros.ros.bringup import build_parser
+
+    module, launch = launch_module
+    arguments, nodes, _, _ = evaluate_launch(module, launch)
+    assert arguments["super_resolution"].default_value == "false" and len(arguments["super_resolution"].description) > 15
+    assert [n.kwargs["name"] for n in nodes] == ["stereo_depth_node"]
+    camera = {"left_image": "/camera/left/image_lr", "right_camera_info": "/camera/right/info_lr"}
+    _, nodes, _, _ = evaluate_launch(module, launch, super_resolution="true", **camera)
+    plans = bringup_spec.plan_nodes(remaps=camera, use_sim_time=False, optional=("super_resolution",))
+    assert [n.kwargs["name"] for n in nodes] == [plan.name for plan in plans] == ["stereo_depth_node",
+                                                                                  "super_resolution_node"]
+    stereo, sr = (dict(n.kwargs["remappings"]) for n in nodes)
+    # the stereo node reads the super-resolved pair; the camera topics go to the chain's head
+    assert stereo == {topic: "super_resolved/" + topic for topic in ("left/image_rect", "right/image_rect",
+                                                                     "left/camera_info", "right/camera_info")}
+    assert sr == {"left/image_rect": "/camera/left/image_lr", "right/camera_info": "/camera/right/info_lr"}
+    assert [dict(plan.remappings) for plan in plans] == [stereo, sr]
+    assert nodes[1].kwargs["parameters"][0].endswith("config/super_resolution.yaml")
+    assert nodes[0].kwargs["parameters"][0].endswith("config/endoscope.yaml")
+    # the SR node's own argument wins over the camera's; bringup offers the same switch
+    own = bringup_spec.plan_nodes(remaps={**camera, "sr_left_image": "/other/left"}, optional=("super_resolution",))
+    assert dict(own[1].remappings)["left/image_rect"] == "/other/left"
+    assert build_parser().parse_args(["--super-resolution"]).super_resolution is True
+    assert build_parser().parse_args([]).super_resolution is False
+    # a file that names the SR node keeps its parameters for it, and is still chained
+    both = tmp_path / "both.yaml"
+    both.write_text("/**/stereo_depth_node:\n  ros__parameters: {}\n/**/super_resolution_node:\n"
+                    "  ros__parameters:\n    model: stereo-sr-x4\n")
+    plans = bringup_spec.plan_nodes(both, optional=("super_resolution",))
+    assert [plan.params_file for plan in plans] == [both.resolve()] * 2
+    assert dict(plans[0].remappings)["right/image_rect"] == "super_resolved/right/image_rect"
+    sr_only = tmp_path / "sr_only.yaml"
+    sr_only.write_text("/**/super_resolution_node:\n  ros__parameters: {}\n")
+    with pytest.raises(ValueError, match="in front of stereo_depth_node"):
+        bringup_spec.plan_nodes(sr_only, optional=("super_resolution",))
+    with pytest.raises(ValueError, match="unknown optional"):
+        bringup_spec.plan_nodes(optional=("superresolution",))
+    config = bringup_spec.plan_nodes(REPO_ROOT / "config" / "super_resolution.yaml")
+    assert [plan.name for plan in config] == ["super_resolution_node"]
+    from stereo_depth_ros.ros.node_base import COMMON_PARAMETERS
+    from stereo_depth_ros.ros.sr_node import SuperResolutionNode
+
+    declared = {spec.name for spec in SuperResolutionNode.PARAMETERS + COMMON_PARAMETERS}
+    assert set(bringup_spec.file_parameters(config[0])) <= declared
+
+
 def test_plan_errors(tmp_path):
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("/**/stereo_depth_node:\n  ros__parameters: {}\n/**/optical_flow_node:\n  ros__parameters: {}\n")

@@ -447,6 +447,74 @@ def test_node_publishes_the_pair_and_scaled_camera_info(tmp_path, sr_context):
     assert list(right_info.k)[2] == pytest.approx(2 * cx) and list(right_info.p)[3] == pytest.approx(-2 * fx * baseline)
 
 
+def test_bringup_chains_the_sr_node_in_front_of_the_stereo_node(tmp_path, sr_context):
+    """``super_resolution`` (launch argument, bringup option): a low-resolution pair published on the camera topics
+    comes out of the stereo node as a disparity of the super-resolved size with the scaled focal length, and both
+    nodes stay lazy until the stereo node's output has a subscriber."""
+    import time
+
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+    from stereo_msgs.msg import DisparityImage
+
+    from stereo_depth_ros.ros import bringup_spec, conversions
+    from stereo_depth_ros.ros.bringup import start_nodes
+    from stereo_depth_ros.ros.sr_node import OUTPUT_PREFIX
+
+    assert bringup_spec.SR_OUTPUT_PREFIX == OUTPUT_PREFIX
+    weights = tiny_weights(tmp_path / "chain.safetensors", 2, True)
+    params = tmp_path / "chain.yaml"
+    params.write_text("/**/stereo_depth_node:\n  ros__parameters:\n    method: sgbm\n    max_disparity: 32\n"
+                      f"/**/super_resolution_node:\n  ros__parameters:\n    weights: {weights}\n"
+                      "    backend: torch\n")
+    namespace = f"/sr_chain_{os.getpid()}"
+    camera = {"left_image": "/chain_camera/left", "right_image": "/chain_camera/right",
+              "left_camera_info": "/chain_camera/left_info", "right_camera_info": "/chain_camera/right_info"}
+    left, right = textured_pair(48, 64, 4)
+    header = Header(stamp=Time(sec=7, nanosec=5), frame_id="chain_left_optical")
+    fx, baseline = 100.0, 0.004
+
+    def info(tx):
+        return CameraInfo(header=header, width=64, height=48, k=[fx, 0.0, 31.5, 0.0, fx, 23.5, 0.0, 0.0, 1.0],
+                          p=[fx, 0.0, 31.5, tx, 0.0, fx, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+    messages = {camera["left_image"]: conversions.numpy_to_image(left, "bgr8", header),
+                camera["right_image"]: conversions.numpy_to_image(right, "bgr8", header),
+                camera["left_camera_info"]: info(0.0), camera["right_camera_info"]: info(-fx * baseline)}
+    bringup = start_nodes(params, namespace=namespace, remappings=camera, context=sr_context,
+                          optional=("super_resolution",))
+    helper = rclpy.create_node("sr_chain_helper", namespace=namespace, context=sr_context)
+    try:
+        stereo, sr = bringup.nodes
+        assert (stereo.get_name(), sr.get_name()) == ("stereo_depth_node", "super_resolution_node")
+        publishers = {topic: helper.create_publisher(type(msg), topic, 5) for topic, msg in messages.items()}
+        bringup.executor.add_node(helper)
+        time.sleep(1.0)
+        assert not stereo.inputs_subscribed and not sr.inputs_subscribed  # nobody wants a disparity yet
+        received = []
+        helper.create_subscription(DisparityImage, "disparity", received.append, 5)
+        deadline, last = time.monotonic() + 40.0, 0.0
+        while not received and time.monotonic() < deadline:
+            if sr.inputs_subscribed and time.monotonic() - last > 0.5:
+                for topic, msg in messages.items():
+                    publishers[topic].publish(msg)
+                last = time.monotonic()
+            time.sleep(0.05)
+        assert received, f"no disparity (stereo problems {dict(stereo.problems)}, sr problems {dict(sr.problems)})"
+        assert {f"{namespace}/{OUTPUT_PREFIX}left/image_rect", f"{namespace}/{OUTPUT_PREFIX}right/camera_info"} <= {
+            s.topic_name for s in stereo.subscriptions}
+        assert set(camera.values()) <= {s.topic_name for s in sr.subscriptions}
+        disparity = received[0]
+        assert (disparity.image.width, disparity.image.height) == (128, 96)  # the super-resolved size
+        assert disparity.f == pytest.approx(2 * fx) and disparity.t == pytest.approx(baseline)
+        assert disparity.header.stamp == header.stamp and disparity.header.frame_id == header.frame_id
+    finally:
+        helper.destroy_node()
+        bringup.shutdown()
+
+
 @pytest.mark.parametrize("scale", [2, 4])
 def test_packaged_weights_beat_bicubic_on_a_held_out_pair(shared_data, scale):
     from stereo_depth_ros.commands.sr import prepare_pair

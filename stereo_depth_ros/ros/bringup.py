@@ -2,6 +2,7 @@
 
     stereo_depth_bringup                                   # config/endoscope.yaml, namespace /stereo
     stereo_depth_bringup --params-file my.yaml --left-image /camera/left/image_rect ...
+    stereo_depth_bringup --super-resolution                # super_resolution_node in front of the stereo node
 
 Every node named in the parameters file is created in this process (see
 :mod:`stereo_depth_ros.ros.bringup_spec` for which nodes, names, namespace, parameters and remappings; the launch
@@ -127,7 +128,7 @@ def create_node(plan: NodePlan, context: Context | None = None, overrides: dict 
 def start_nodes(params_file: str | Path | None = None, namespace: str = bringup_spec.DEFAULT_NAMESPACE,
                 remappings: dict[str, str] | None = None, context: Context | None = None,
                 overrides: dict | None = None, use_sim_time: bool = False, spin: bool = True,
-                num_threads: int | None = None) -> Bringup:
+                num_threads: int | None = None, optional: tuple[str, ...] | list[str] = ()) -> Bringup:
     """Create every node the parameters file names and spin them on a ``MultiThreadedExecutor``.
 
     Args:
@@ -140,6 +141,8 @@ def start_nodes(params_file: str | Path | None = None, namespace: str = bringup_
         use_sim_time: the ``use_sim_time`` parameter of every node (the launch file's argument, default false).
         spin: start a daemon thread spinning the executor.
         num_threads: executor threads (None: rclpy's default).
+        optional: optional nodes to add, by launch-argument name (``bringup_spec.OPTIONAL_NODES``:
+            ``cross_modal``, ``super_resolution``), as the launch file's boolean arguments.
 
     Returns:
         :class:`Bringup` (unpacks as ``executor, nodes, thread``).
@@ -151,7 +154,7 @@ def start_nodes(params_file: str | Path | None = None, namespace: str = bringup_
         RuntimeError: if a node class cannot be loaded.
     """
     plans = bringup_spec.plan_nodes(params_file, namespace=namespace, remaps=remappings or {},
-                                    use_sim_time=use_sim_time)
+                                    use_sim_time=use_sim_time, optional=optional)
     if context is None:
         context = rclpy.get_default_context()
     owns_context = not context.ok()
@@ -194,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--namespace", default=bringup_spec.DEFAULT_NAMESPACE,
                         help="namespace of the nodes (default %(default)s)")
     parser.add_argument("--use-sim-time", action="store_true", help="use /clock (with 'ros2 bag play --clock')")
+    for extra in bringup_spec.OPTIONAL_NODES.values():
+        parser.add_argument("--" + extra.argument.replace("_", "-"), dest=extra.argument, action="store_true",
+                            help=extra.description)
     for remap in bringup_spec.REMAP_ARGUMENTS:
         parser.add_argument("--" + remap.argument.replace("_", "-"), dest=remap.argument, default=None,
                             metavar="TOPIC", help=f"{remap.description} (default: {remap.topic})")
@@ -211,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=args_with_ros)
     try:
         bringup = start_nodes(args.params_file, namespace=args.namespace, remappings=remaps,
-                              use_sim_time=args.use_sim_time, spin=False)
+                              use_sim_time=args.use_sim_time, spin=False,
+                              optional=tuple(name for name in bringup_spec.OPTIONAL_NODES if getattr(args, name)))
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"stereo_depth_bringup: error: {error}", file=sys.stderr)
         if rclpy.ok():

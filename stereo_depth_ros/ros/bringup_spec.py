@@ -14,6 +14,12 @@ start the same nodes, with the same names, namespace, parameters file and topic 
   stereo node: ``left_image``, ``right_image``, ``left_camera_info``, ``right_camera_info``; default: the relative
   names, i.e. no remapping). A node gets only its own kind's remaps.
 
+- Optional nodes: a launch argument (bringup option) of :data:`OPTIONAL_NODES` adds a node with its own
+  parameters file unless the file names it already: ``cross_modal:=true`` (``config/nir_rgb.yaml``) beside the
+  stereo node, ``super_resolution:=true`` (``config/super_resolution.yaml``) *in front of* it: the stereo node then
+  reads the super-resolved pair, and the stereo node's camera remap arguments (``left_image``, ...) name the
+  super-resolution node's inputs instead (the camera now feeds the chain's head).
+
 A key naming a node without namespace (``stereo_depth_node:``) only matches a node in the root namespace, which
 rcl would silently ignore for a node in ``/stereo``; :func:`plan_nodes` refuses it with a message saying how to
 write it.
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stereo_depth_ros.yaml_files import read_yaml
@@ -153,6 +159,50 @@ NODE_KINDS: dict[str, NodeKind] = {
                                  "CrossModalNode", CROSS_MODAL_REMAPS, CROSS_MODAL_DEFAULT_REMAPPINGS),
 }
 DEFAULT_NODES = ("stereo_depth_node",)
+
+#: The super-resolution node's outputs that take the place of the stereo node's inputs in the chain.
+SR_OUTPUT_PREFIX = "super_resolved/"
+
+
+@dataclass(frozen=True)
+class OptionalNode:
+    """A node that a boolean launch argument (and ``stereo_depth_bringup`` option) adds to the planned graph.
+
+    Attributes:
+        argument: launch argument name, e.g. ``super_resolution`` (bringup: ``--super-resolution``); default false.
+        node: the node name it adds (a key of :data:`NODE_KINDS`), unless the parameters file names it already.
+        params_file_name: the node's parameters file in the package's ``config/`` (used when it is added).
+        description: what the argument does, for ``ros2 launch --show-args`` and ``--help``.
+        feeds: the node kind this node runs in front of (None: it runs beside the others). The fed node's inputs
+            are remapped to :attr:`feed_remappings`, and its camera remap arguments are handed to this node's
+            input of the same topic (where this node's own argument is not given).
+        feed_remappings: ``(fed node's relative input, this node's relative output)`` pairs.
+    """
+
+    argument: str
+    node: str
+    params_file_name: str
+    description: str
+    feeds: str | None = None
+    feed_remappings: tuple[tuple[str, str], ...] = ()
+
+
+#: Launch argument -> the node it adds. ``super_resolution`` chains super_resolution_node in front of the stereo
+#: node (issue 12): the low-resolution camera pair -> super_resolved/... -> stereo_depth_node.
+OPTIONAL_NODES: dict[str, OptionalNode] = {
+    "cross_modal": OptionalNode(
+        "cross_modal", "cross_modal_node", "nir_rgb.yaml",
+        "Also start cross_modal_node (NIR-to-RGB pseudo-RGB and depth, docs/ros_interface.md) with "
+        "config/nir_rgb.yaml, unless params_file names it already"),
+    "super_resolution": OptionalNode(
+        "super_resolution", "super_resolution_node", "super_resolution.yaml",
+        "Start super_resolution_node (config/super_resolution.yaml, unless params_file names it) in front of "
+        "stereo_depth_node: the stereo node reads super_resolved/{left,right}/{image_rect,camera_info}, and "
+        "left_image, right_image, left_camera_info, right_camera_info name the camera pair the chain reads",
+        feeds="stereo_depth_node",
+        feed_remappings=tuple((topic, SR_OUTPUT_PREFIX + topic) for topic in (
+            "left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info"))),
+}
 
 
 def remap_arguments(kinds: dict[str, NodeKind] | None = None) -> tuple[RemapArgument, ...]:
@@ -324,7 +374,8 @@ def read_params_file(path: str | Path) -> dict[str, dict]:
 
 
 def plan_nodes(params_file: str | Path | None = None, namespace: str = DEFAULT_NAMESPACE,
-               remaps: dict[str, str] | None = None, use_sim_time: bool | None = None) -> list[NodePlan]:
+               remaps: dict[str, str] | None = None, use_sim_time: bool | None = None,
+               optional: tuple[str, ...] | list[str] = ()) -> list[NodePlan]:
     """The nodes to start for a parameters file.
 
     Args:
@@ -333,16 +384,65 @@ def plan_nodes(params_file: str | Path | None = None, namespace: str = DEFAULT_N
         remaps: launch-argument name (``left_image``, ...; see :data:`REMAP_ARGUMENTS`) or a node's relative
             topic (``left/image_rect``) -> topic to use instead. Values equal to the default are no remapping.
         use_sim_time: when not None, a ``use_sim_time`` override for every node.
+        optional: :data:`OPTIONAL_NODES` arguments that are true (``("super_resolution",)``): each adds its node
+            with its own parameters file after the file's nodes (unless the file names it) and, for a node that
+            feeds another, chains the two (see :class:`OptionalNode`).
 
     Returns:
-        one :class:`NodePlan` per node, in the file's order.
+        one :class:`NodePlan` per node, in the file's order, then the optional nodes.
 
     Raises:
-        FileNotFoundError: if the parameters file does not exist.
+        FileNotFoundError: if the parameters file (or an optional node's) does not exist.
         ValueError: for an unknown node name (listing the known ones), a node key whose namespace cannot match
-            ``namespace`` (e.g. ``stereo_depth_node:`` without ``/**/``), an unknown remap name, or an invalid
-            namespace.
+            ``namespace`` (e.g. ``stereo_depth_node:`` without ``/**/``), an unknown remap name, an unknown
+            optional argument, an optional node that feeds a node not started, or an invalid namespace.
     """
+    unknown = sorted(set(optional) - set(OPTIONAL_NODES))
+    if unknown:
+        raise ValueError(f"unknown optional node argument(s) {unknown}; known: {sorted(OPTIONAL_NODES)}")
+    plans = _plan_file_nodes(params_file, namespace, remaps or {}, use_sim_time)
+    for argument in OPTIONAL_NODES:  # a fixed order, whatever the caller's
+        if argument not in optional:
+            continue
+        extra = OPTIONAL_NODES[argument]
+        if extra.node not in {plan.name for plan in plans}:
+            plans += [plan for plan in _plan_file_nodes(share_file("config", extra.params_file_name), namespace,
+                                                        remaps or {}, use_sim_time) if plan.name == extra.node]
+        if extra.feeds is not None:
+            plans = _chain(plans, extra, remaps or {})
+    return plans
+
+
+def _chain(plans: list[NodePlan], extra: OptionalNode, remaps: dict[str, str]) -> list[NodePlan]:
+    """Put ``extra.node`` in front of ``extra.feeds``: the fed node reads ``extra.feed_remappings``; the fed
+    kind's remap arguments given in ``remaps`` go to the head's input of the same topic (unless the head's own
+    argument for it is given)."""
+    names = [plan.name for plan in plans]
+    if extra.feeds not in names:
+        raise ValueError(f"{extra.argument}:=true puts {extra.node} in front of {extra.feeds}, which the parameters "
+                         f"file does not start (it starts {names})")
+    def given(remap: RemapArgument) -> bool:  # the launch file passes every argument, unset ones as the topic
+        return bool((remaps.get(remap.argument) or "").strip()) and remaps[remap.argument].strip() != remap.topic
+
+    fed_kind, head_kind = NODE_KINDS[extra.feeds], NODE_KINDS[extra.node]
+    head_remaps = dict(remaps)
+    for fed_remap in fed_kind.remaps:
+        for head_remap in head_kind.remaps:
+            if head_remap.topic == fed_remap.topic and given(fed_remap) and not given(head_remap):
+                head_remaps[head_remap.argument] = remaps[fed_remap.argument]
+    chained = []
+    for plan in plans:
+        if plan.name == extra.feeds:
+            plan = replace(plan, remappings=_with_defaults(extra.feed_remappings, plan.kind))
+        elif plan.name == extra.node:
+            plan = replace(plan, remappings=_with_defaults(resolve_remaps(head_remaps, plan.kind), plan.kind))
+        chained.append(plan)
+    return chained
+
+
+def _plan_file_nodes(params_file: str | Path | None, namespace: str, remaps: dict[str, str],
+                     use_sim_time: bool | None) -> list[NodePlan]:
+    """The nodes one parameters file names (:func:`plan_nodes` without the optional nodes)."""
     path = Path(params_file) if params_file else default_params_file()
     namespace = normalize_namespace(namespace)
     entries = read_params_file(path)
