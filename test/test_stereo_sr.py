@@ -215,6 +215,43 @@ def test_fusion_parameter_groups_scale_only_the_fusion_learning_rate():
         fusion_parameter_groups(network, 1e-3, 0.0)
 
 
+@pytest.mark.parametrize("stereo", [True, False])
+def test_fusion_only_fine_tuning_changes_the_fusion_and_bipam_only(tmp_path, stereo):
+    """--trainable fusion: the fusion convolution (and biPAM) learn, every other tensor, batch-norm statistics
+    included, stays exactly as the init file had it; a wrong value is refused."""
+    from safetensors.torch import load_file
+
+    from stereo_depth_ros.models.stereo_sr import SINGLE_ARCHITECTURE, STEREO_ARCHITECTURE
+    from stereo_depth_ros.training.sr_trainer import TrainSuperResolutionOptions, train_super_resolution
+
+    config = {"scale": 2, "channels": 8, "growth": 4, "rdb_layers": 2, "num_rdb": 1, "num_rdb_reconstruction": 1,
+              "stereo": stereo}
+    start = build_network(config)
+    with torch.no_grad():  # as after training: an all-zero last layer would pass no gradient back to the fusion
+        start.tail.weight.normal_(0.0, 0.1)
+    init = tmp_path / "start.safetensors"
+    save_weights(start, init, STEREO_ARCHITECTURE if stereo else SINGLE_ARCHITECTURE, start.config)
+    left, right = textured_pair(32, 112, 4, seed=0, blocks=True)
+    for side, image in (("left", left), ("right", right)):
+        (tmp_path / "set" / side).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "set" / side / "0.png"), image)
+    out = tmp_path / "run" / "fusion.safetensors"
+    options = dict(scale=2, out=str(out), model="stereo" if stereo else "single", data=[str(tmp_path / "set")],
+                   exclude=None, steps=3, batch_size=1, patch=(16, 48), lr=1e-2, checkpoint_every=3, threads=1,
+                   progress=False, init=str(init))
+    card = train_super_resolution(TrainSuperResolutionOptions(**options, trainable="fusion"))
+    assert card["options"]["trainable"] == "fusion"
+    before, after = load_file(init), load_file(out)
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert "refine.0.weight" in changed
+    assert all(name.startswith(("refine.0.", "bipam.")) for name in changed), sorted(changed)
+    if stereo:
+        assert any(name.startswith("bipam.") for name in changed)
+    with pytest.raises(ValueError, match="trainable"):
+        train_super_resolution(TrainSuperResolutionOptions(**{**options, "out": str(tmp_path / "x.safetensors")},
+                                                           trainable="features"))
+
+
 def test_psnr_and_ssim_on_hand_examples():
     image = np.random.default_rng(1).integers(0, 256, (16, 20, 3)).astype(np.uint8)
     assert psnr(image, image) == math.inf and ssim(image, image) == pytest.approx(1.0)

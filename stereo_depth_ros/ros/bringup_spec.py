@@ -421,6 +421,7 @@ def _chain(plans: list[NodePlan], extra: OptionalNode, remaps: dict[str, str]) -
     if extra.feeds not in names:
         raise ValueError(f"{extra.argument}:=true puts {extra.node} in front of {extra.feeds}, which the parameters "
                          f"file does not start (it starts {names})")
+
     def given(remap: RemapArgument) -> bool:  # the launch file passes every argument, unset ones as the topic
         return bool((remaps.get(remap.argument) or "").strip()) and remaps[remap.argument].strip() != remap.topic
 

@@ -157,6 +157,10 @@ class TrainSuperResolutionOptions:
             (:attr:`~stereo_depth_ros.models.stereo_sr.BiPAM.detach_input`; stereo model only).
         fusion_lr_scale: learning-rate factor of the refinement block's fusion convolution
             (:func:`fusion_parameter_groups`; both models).
+        trainable: ``"all"`` (every tensor) or ``"fusion"``: only the refinement block's fusion convolution and,
+            for the stereo model, biPAM learn; every other tensor stays as ``init`` gave it
+            (:func:`freeze_all_but_fusion`), so a stereo and a single-image network fine-tuned alike from equal
+            features differ only by what the other view's features add.
         channels, growth, rdb_layers, num_rdb, num_rdb_reconstruction: network sizes.
         threads: CPU threads (0 = PyTorch's default). progress: show a progress bar.
         init: weights to start from (fine-tuning, e.g. with wider patches); their configuration replaces the
@@ -182,6 +186,7 @@ class TrainSuperResolutionOptions:
     attention_proxy_weight: float = 0.0
     detach_attention_input: bool = False
     fusion_lr_scale: float = 1.0
+    trainable: str = "all"
     channels: int = 32
     growth: int = 16
     rdb_layers: int = 3
@@ -374,6 +379,37 @@ def fusion_parameter_groups(model: torch.nn.Module, lr: float, fusion_lr_scale: 
     return [{"params": rest, "lr": lr}, {"params": fusion, "lr": lr * fusion_lr_scale}]
 
 
+TRAINABLE = ("all", "fusion")
+
+
+def freeze_all_but_fusion(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Freeze every tensor of an SR network except the refinement block's 1x1 fusion convolution (own and fused
+    features) and biPAM (stereo model); the frozen modules are also kept in eval mode by :func:`sr_train_mode`.
+
+    Returns:
+        the parameters that still learn.
+    """
+    trainable = list(model.refine[0].parameters()) + (list(model.bipam.parameters()) if model.bipam is not None
+                                                      else [])
+    keep = {id(parameter) for parameter in trainable}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in keep)
+    return trainable
+
+
+def sr_train_mode(trainable: str):
+    """The Trainer's ``train_mode`` hook: everything in train mode, or (``"fusion"``) the network in eval mode but
+    for biPAM, so that no frozen module changes (the extractor has no batch norm; biPAM's batch norm learns)."""
+    if trainable == "all":
+        return None
+
+    def train_mode(name: str, model: torch.nn.Module) -> None:
+        model.eval()
+        if model.bipam is not None:
+            model.bipam.train()
+    return train_mode
+
+
 def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
     """Train the stereo or single-image SR network; write the weights, logs and model card.
 
@@ -415,11 +451,18 @@ def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
         if model.bipam is None:
             raise ValueError("detach_attention_input applies to the stereo model only")
         model.bipam.detach_input = True
-    optimizer = torch.optim.Adam(fusion_parameter_groups(model, options.lr, options.fusion_lr_scale))
+    if options.trainable not in TRAINABLE:
+        raise ValueError(f"trainable must be one of {TRAINABLE}, got {options.trainable!r}")
+    groups = fusion_parameter_groups(model, options.lr, options.fusion_lr_scale)
+    if options.trainable == "fusion":
+        learning = {id(parameter) for parameter in freeze_all_but_fusion(model)}
+        groups = [{**group, "params": [p for p in group["params"] if id(p) in learning]} for group in groups]
+        groups = [group for group in groups if group["params"]]
+    optimizer = torch.optim.Adam(groups)
     trainer = Trainer(trainer_options, models={MODEL_NAME: model}, optimizers={MODEL_NAME: optimizer},
                       loss=sr_loss_callback(options.attention_weight, options.attention_loss_mask,
                                            options.attention_proxy_weight),
-                      train_dataset=dataset,
+                      train_dataset=dataset, train_mode=sr_train_mode(options.trainable),
                       weights_writers=write_network)
     facts = {"data": [str(d) for d in options.data], "steps": options.steps, "scale": scale}
     trainer.fit(resume=options.resume, weights_metadata={"training": json.dumps(facts)})
