@@ -294,7 +294,8 @@ def test_super_resolution_argument_chains_the_sr_node_in_front_of_the_stereo_nod
 
     module, launch = launch_module
     arguments, nodes, _, _ = evaluate_launch(module, launch)
-    assert arguments["super_resolution"].default_value == "false" and len(arguments["super_resolution"].description) > 15
+    switch = arguments["super_resolution"]
+    assert switch.default_value == "false" and len(switch.description) > 15
     assert [n.kwargs["name"] for n in nodes] == ["stereo_depth_node"]
     camera = {"left_image": "/camera/left/image_lr", "right_camera_info": "/camera/right/info_lr"}
     _, nodes, _, _ = evaluate_launch(module, launch, super_resolution="true", **camera)

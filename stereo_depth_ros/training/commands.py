@@ -279,7 +279,7 @@ def _run_mono(args: argparse.Namespace) -> int:
 
 def add_super_resolution_command(sub: argparse._SubParsersAction) -> None:
     """Register ``train-sr`` (stereo super-resolution with parallax attention, or its single-image baseline)."""
-    from stereo_depth_ros.training.sr_trainer import DEFAULT_DATA_ROOT, DEFAULT_SETS, HELD_OUT_LIST
+    from stereo_depth_ros.training.sr_trainer import DEFAULT_DATA_ROOT, DEFAULT_SETS, HELD_OUT_LIST, TRAINABLE
 
     parser = sub.add_parser("train-sr", help="train stereo super-resolution (parallax attention) or its "
                                              "single-image baseline",
@@ -312,7 +312,7 @@ def add_super_resolution_command(sub: argparse._SubParsersAction) -> None:
                              "terms never pull the features the reconstruction uses")
     parser.add_argument("--fusion-lr-scale", type=float, default=1.0, metavar="K",
                         help="learning-rate factor of the fusion of own and other-view features (default 1)")
-    parser.add_argument("--trainable", choices=("all", "fusion"), default="all",
+    parser.add_argument("--trainable", choices=TRAINABLE, default="all",
                         help="all tensors learn (default), or only the fusion of own and other-view features and "
                              "biPAM (fine-tuning with --init: the features stay as they were)")
     parser.add_argument("--channels", type=int, default=32, help="feature channels (default 32)")
@@ -336,7 +336,8 @@ def _run_super_resolution(args: argparse.Namespace) -> int:
         steps=args.steps, batch_size=args.batch_size, patch=tuple(args.patch), lr=args.lr,
         attention_weight=args.attention_weight, attention_loss_mask=args.attention_loss_mask,
         attention_proxy_weight=args.attention_proxy_weight, detach_attention_input=args.detach_attention_input,
-        fusion_lr_scale=args.fusion_lr_scale, trainable=args.trainable, channels=args.channels, seed=args.seed, init=args.init,
+        fusion_lr_scale=args.fusion_lr_scale, trainable=args.trainable, channels=args.channels, seed=args.seed,
+        init=args.init,
         checkpoint_every=args.checkpoint_every, stop_at=args.stop_at, resume=args.resume, threads=args.threads,
         progress=not args.no_progress))
     print(json.dumps({"weights": args.out, "steps": card.get("steps"), "wall_time_s": card.get("wall_time_s"),

@@ -198,6 +198,8 @@ class TrainSuperResolutionOptions:
 
 
 ATTENTION_LOSS_MASKS = ("visibility", "valid")
+#: ``TrainSuperResolutionOptions.trainable`` values.
+TRAINABLE = ("all", "fusion")
 VISIBILITY_THRESHOLD = 0.1
 
 
@@ -379,9 +381,6 @@ def fusion_parameter_groups(model: torch.nn.Module, lr: float, fusion_lr_scale: 
     return [{"params": rest, "lr": lr}, {"params": fusion, "lr": lr * fusion_lr_scale}]
 
 
-TRAINABLE = ("all", "fusion")
-
-
 def freeze_all_but_fusion(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """Freeze every tensor of an SR network except the refinement block's 1x1 fusion convolution (own and fused
     features) and biPAM (stereo model); the frozen modules are also kept in eval mode by :func:`sr_train_mode`.
@@ -427,6 +426,8 @@ def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
         checkpoint_every=options.checkpoint_every, stop_at=options.stop_at, backward="total",
         progress=options.progress, description=f"train-sr x{scale} {options.model}", progress_keys=("total", "l1"),
         plot_title=f"train-sr x{scale} ({options.model}): L1 on both views + attention terms", plot_ylabel="loss")
+    if options.trainable not in TRAINABLE:  # before any data or weights are read
+        raise ValueError(f"trainable must be one of {TRAINABLE}, got {options.trainable!r}")
     start_run(trainer_options, options.threads, options.seed)
     started = time.time()
     exclude = read_pair_list(options.exclude) if options.exclude else None
@@ -451,8 +452,6 @@ def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
         if model.bipam is None:
             raise ValueError("detach_attention_input applies to the stereo model only")
         model.bipam.detach_input = True
-    if options.trainable not in TRAINABLE:
-        raise ValueError(f"trainable must be one of {TRAINABLE}, got {options.trainable!r}")
     groups = fusion_parameter_groups(model, options.lr, options.fusion_lr_scale)
     if options.trainable == "fusion":
         learning = {id(parameter) for parameter in freeze_all_but_fusion(model)}
