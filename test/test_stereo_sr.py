@@ -498,9 +498,13 @@ def test_bringup_chains_the_sr_node_in_front_of_the_stereo_node(tmp_path, sr_con
 
     from stereo_depth_ros.ros import bringup_spec, conversions
     from stereo_depth_ros.ros.bringup import start_nodes
-    from stereo_depth_ros.ros.sr_node import OUTPUT_PREFIX
+    from stereo_depth_ros.ros.sr_node import OUTPUT_PREFIX, SuperResolutionNode
 
-    assert bringup_spec.SR_OUTPUT_PREFIX == OUTPUT_PREFIX
+    chain = bringup_spec.OPTIONAL_NODES["super_resolution"]
+    assert [target for _, target in chain.feed_remappings] == list(SuperResolutionNode.OUTPUT_TOPICS)
+    # the chain feeds every stereo input from the SR output of the same name
+    stereo_inputs = [remap.topic for remap in bringup_spec.NODE_KINDS[chain.feeds].remaps]
+    assert [topic for topic, _ in chain.feed_remappings] == stereo_inputs
     weights = tiny_weights(tmp_path / "chain.safetensors", 2, True)
     params = tmp_path / "chain.yaml"
     params.write_text("/**/stereo_depth_node:\n  ros__parameters:\n    method: sgbm\n    max_disparity: 32\n"

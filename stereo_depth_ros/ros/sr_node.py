@@ -23,11 +23,13 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from stereo_depth_ros.device import DEVICES
 from stereo_depth_ros.ros import conversions
+from stereo_depth_ros.ros.bringup_spec import SR_OUTPUT_PREFIX
 from stereo_depth_ros.ros.node_base import PerceptionNode, SkipSet, run_node
 from stereo_depth_ros.ros.parameters import ParameterSpec
 
 SR_MODELS = ("stereo-sr-x2", "stereo-sr-x4", "single-image-sr-x2", "single-image-sr-x4")
-OUTPUT_PREFIX = "super_resolved/"
+#: Where the outputs go (relative); the bringup chain remaps the stereo node's inputs there.
+OUTPUT_PREFIX = SR_OUTPUT_PREFIX
 
 SR_PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model", "stereo-sr-x2", "Super-resolution model: stereo-sr-x2, stereo-sr-x4 (parallax attention) "
