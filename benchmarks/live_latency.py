@@ -12,10 +12,16 @@ a ``SingleThreadedExecutor`` and, in two phases:
    processing); the node's own processing time per set (``node.statistics``, worker time from taking the set to
    publishing), its dropped sets, and the output interval.
 
+With ``--super-resolution MODEL`` the camera's pair is the low-resolution input of the chain that
+``super_resolution:=true`` starts (bringup: ``super_resolution_node`` in front of ``stereo_depth_node``, both in this
+process on one ``MultiThreadedExecutor``); the stereo node then works on the super-resolved pair and the table adds
+the SR node's processing time.
+
 Usage::
 
     python benchmarks/live_latency.py                  # 10 Hz camera, 20 s idle, 40 s with a subscriber
     python benchmarks/live_latency.py --json
+    python benchmarks/live_latency.py --super-resolution stereo-sr-x2 --width 320 --height 256 --rate 2
 
 No timing is asserted anywhere; numbers depend on the machine and its load.
 """
@@ -30,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="phase 1 length (default 20)")
     parser.add_argument("--seconds", type=float, default=40.0, help="phase 2 length (default 40)")
     parser.add_argument("--method", choices=("coarse-to-fine", "sgbm"), default="coarse-to-fine")
+    parser.add_argument("--super-resolution", metavar="MODEL", default=None,
+                        help="chain super_resolution_node (this model, e.g. stereo-sr-x2) in front of the stereo "
+                             "node, as super_resolution:=true does; the camera's pair is its low-resolution input")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: from the process id)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     args = parser.parse_args(argv)
@@ -110,10 +120,22 @@ def run(args: argparse.Namespace) -> dict:
                str(args.width), "--height", str(args.height), "--domain-id", str(domain_id)]
     camera_process = subprocess.Popen(command)
     rclpy.init(domain_id=domain_id)
-    node = StereoDepthNode(namespace="/stereo", parameter_overrides=[Parameter("method", value=args.method)])
+    sr_node = None
+    if args.super_resolution:
+        import tempfile
+
+        from stereo_depth_ros.ros.bringup import start_nodes
+
+        params = Path(tempfile.mkdtemp()) / "chain.yaml"
+        params.write_text(f"/**/stereo_depth_node:\n  ros__parameters:\n    method: {args.method}\n"
+                          f"/**/super_resolution_node:\n  ros__parameters:\n    model: {args.super_resolution}\n")
+        bringup = start_nodes(params, namespace="/stereo", optional=("super_resolution",), spin=False)
+        executor, (node, sr_node) = bringup.executor, bringup.nodes
+    else:
+        node = StereoDepthNode(namespace="/stereo", parameter_overrides=[Parameter("method", value=args.method)])
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
     probe = rclpy.create_node("latency_probe", namespace="/stereo")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     executor.add_node(probe)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
@@ -124,7 +146,8 @@ def run(args: argparse.Namespace) -> dict:
         time.sleep(args.idle_seconds)
         idle = {"cpu_percent_of_a_core": 100.0 * (time.process_time() - cpu_before)
                 / max(time.monotonic() - wall_before, 1e-9),
-                "input_sets": node.counters["sets"], "inputs_subscribed": node.inputs_subscribed}
+                "input_sets": node.counters["sets"] + (sr_node.counters["sets"] if sr_node else 0),
+                "inputs_subscribed": node.inputs_subscribed or bool(sr_node and sr_node.inputs_subscribed)}
 
         received: list[tuple[float, float]] = []  # (receipt wall time, stamp seconds)
 
@@ -151,7 +174,14 @@ def run(args: argparse.Namespace) -> dict:
         snapshot = node.statistics.snapshot(advance_period=False)
         sets = node.counters["sets"] - counters_before.get("sets", 0)
         dropped = node.counters["dropped"] - counters_before.get("dropped", 0)
+        chain = {}
+        if sr_node is not None:
+            sr_snapshot = sr_node.statistics.snapshot(advance_period=False)
+            chain = {"super_resolution": args.super_resolution, "sr_backend": sr_node.estimator.backend,
+                     "sr_processing_p50_ms": 1000.0 * sr_snapshot.processing_p50_s,
+                     "sr_dropped_sets_total": sr_node.counters["dropped"], "sr_problems": dict(sr_node.problems)}
         return {
+            **chain,
             "method": args.method, "backend": node.estimator.backend, "width": args.width, "height": args.height,
             "rate_hz": args.rate, "seconds": args.seconds,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
@@ -169,19 +199,30 @@ def run(args: argparse.Namespace) -> dict:
         camera_process.terminate()
         camera_process.wait(10)
         executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        probe.destroy_node()
+        for each in (node, sr_node, probe):
+            if each is not None:
+                each.destroy_node()
         rclpy.try_shutdown()
 
 
 def markdown(result: dict) -> str:
     idle = result["idle"]
-    ratio = result["latency_p95_ms"] / result["processing_p50_ms"]
+    # chained: a set goes through both nodes one after the other, so compare with both processing times
+    processing = result["processing_p50_ms"] + result.get("sr_processing_p50_ms", 0.0)
+    ratio = result["latency_p95_ms"] / processing
+    chain = ""
+    sr_rows = []
+    if result.get("super_resolution"):
+        chain = f" behind {result['super_resolution']} ({result['sr_backend']}, super_resolution_node, same process)"
+        sr_rows = [f"| super_resolution_node processing time per set, p50 (ms) | "
+                   f"{result['sr_processing_p50_ms']:.0f} |",
+                   f"| super_resolution_node dropped sets (whole run) | {result['sr_dropped_sets_total']} |"]
     return "\n".join([
-        f"Live latency, {result['method']} ({result['backend']}), camera in another process publishing "
+        f"Live latency, {result['method']} ({result['backend']}){chain}, camera in another process publishing "
         f"{result['width']}x{result['height']} bgr8 pairs at {result['rate_hz']:g} Hz (reliable, depth 1); "
         f"{result['machine']}", "",
         "| measure | value |", "|---|---:|",
+        *sr_rows,
         f"| nobody subscribed: CPU of the node's process (% of a core) | {idle['cpu_percent_of_a_core']:.1f} |",
         f"| nobody subscribed: input sets received | {idle['input_sets']} |",
         f"| subscriber on disparity: disparities received in {result['seconds']:g} s | {result['outputs']} |",
@@ -193,7 +234,7 @@ def markdown(result: dict) -> str:
         f"| node processing time per set, p50 (ms) | {result['processing_p50_ms']:.0f} |",
         f"| latency camera stamp -> disparity received, p50 (ms) | {result['latency_p50_ms']:.0f} |",
         f"| latency camera stamp -> disparity received, p95 (ms) | {result['latency_p95_ms']:.0f} |",
-        f"| latency p95 / processing p50 | {ratio:.2f} |",
+        f"| latency p95 / processing p50{' (both nodes together)' if sr_rows else ''} | {ratio:.2f} |",
         f"| the node's own latency (set received -> published, /diagnostics), p95 (ms) | "
         f"{result['node_latency_p95_ms']:.0f} |",
         f"| CPU of the node's process with a subscriber (% of a core) | {result['cpu_percent_of_a_core']:.0f} |",
