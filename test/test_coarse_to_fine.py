@@ -39,6 +39,51 @@ def test_forward_can_stop_early_with_the_same_prefix():
         net(left, right, max_stage=4)
 
 
+def test_cost_volume_stage_3_refines_stage_2_at_a_quarter_and_keeps_the_earlier_stages():
+    """stage3="cost-volume": stages 0-2 are those of the refinement design with the same tensors; stage 3 searches
+    a residual around stage 2 at 1/4 (so its map is as smooth as stage 2's) and has a cost-volume peak."""
+    torch.manual_seed(0)
+    refinement = CoarseToFineStereoNet(max_disparity=64).eval()
+    volume = CoarseToFineStereoNet(max_disparity=64, stage3="cost-volume").eval()
+    assert volume.refinement is None and len(volume.regularizers) == 4
+    assert volume.config["stage3"] == "cost-volume" and "stage3" not in refinement.config
+    shared = {k: v for k, v in refinement.state_dict().items() if not k.startswith("refinement.")}
+    missing = volume.load_state_dict(shared, strict=False).missing_keys
+    assert missing and all(key.startswith("regularizers.3.") for key in missing)
+    left, right = torch.rand(1, 3, 48, 80), torch.rand(1, 3, 48, 80)
+    with torch.no_grad():
+        expected = refinement(left, right)
+        stages, peaks = volume.forward_with_confidence(left, right)
+    for stage in (0, 1, 2):
+        torch.testing.assert_close(stages[stage], expected[stage])
+    torch.testing.assert_close(stages[3], stages[2])  # zero-started: an untrained stage 3 is stage 2
+    with torch.no_grad():
+        volume.regularizers[3].out.weight.normal_()
+        moved = volume(left, right)
+    assert moved[3].shape == (1, 1, 48, 80) and not torch.allclose(moved[3], moved[2])
+    assert len(peaks) == volume.cost_volume_stages() == 4 and peaks[3].shape == peaks[2].shape == (1, 1, 12, 20)
+    assert refinement.cost_volume_stages() == 3 and volume.cost_volume_stages(1) == 2
+    assert volume.stage_modules(3) == [volume.regularizers[3]]
+    with pytest.raises(ValueError, match="stage3"):
+        CoarseToFineStereoNet(max_disparity=64, stage3="cnn")
+
+
+def test_cost_volume_stage_3_weights_round_trip_and_run_on_both_backends(tmp_path, motorcycle_small):
+    torch.manual_seed(0)
+    net = CoarseToFineStereoNet(max_disparity=64, stage3="cost-volume")
+    path = tmp_path / "volume.safetensors"
+    save_weights(net, path)
+    assert load_weights(path).config["stage3"] == "cost-volume"
+    left, right = motorcycle_small[0][:96, :128], motorcycle_small[1][:96, :128]
+    results = {}
+    for backend in ("torch", "onnx"):
+        estimator = CoarseToFineEstimator(path, backend=backend, input_scale=1.0)
+        disparities, confidence = estimator.estimate_with_confidence(left, right)
+        assert len(disparities) == 4 and confidence.shape == left.shape[:2]
+        results[backend] = disparities[3]
+    np.testing.assert_allclose(results["onnx"], results["torch"], atol=1e-3)
+
+
 def test_forward_rejects_bad_inputs():
     net = CoarseToFineStereoNet(max_disparity=32)
     with pytest.raises(ValueError, match="same shape"):

@@ -160,6 +160,27 @@ def test_initial_model_adds_cost_layers_to_trained_stages_only(tmp_path):
                                          first_trained_stage=2, cost_layers=(3, 3, 1)))
 
 
+def test_initial_model_swaps_in_a_cost_volume_stage_3_and_keeps_stages_0_to_2(tmp_path):
+    torch.manual_seed(0)
+    start = CoarseToFineStereoNet(max_disparity=32)
+    save_weights(start, tmp_path / "start.safetensors")
+    options = TrainStereoOptions(data=[], out="unused", max_disparity=32, init=str(tmp_path / "start.safetensors"),
+                                 first_trained_stage=3, stage3="cost-volume")
+    model = initial_model(options)
+    assert model.config["stage3"] == "cost-volume" and model.refinement is None
+    new = [key for key in model.state_dict() if key not in start.state_dict()]
+    assert new and all(key.startswith("regularizers.3.") for key in new)
+    for key, value in model.state_dict().items():
+        if key not in new:
+            assert torch.equal(value, start.state_dict()[key]), key
+    trainable = freeze_stages_before(model, 3)
+    assert {id(p) for p in trainable} == {id(p) for p in model.regularizers[3].parameters()}
+    # the other way round: a cost-volume init keeps its design unless --stage3 says otherwise
+    save_weights(model, tmp_path / "volume.safetensors")
+    again = initial_model(TrainStereoOptions(data=[], out="unused", init=str(tmp_path / "volume.safetensors")))
+    assert again.config.get("stage3") == "cost-volume"
+
+
 def test_average_weights_is_the_mean_of_every_float_tensor(tmp_path, capsys):
     from stereo_depth_ros.cli import main
 

@@ -38,7 +38,11 @@ ARCHITECTURE = "coarse-to-fine-stereo/v2"  # v2: input normalisation folded into
 IMAGE_MEAN = 0.45  # input normalisation (x - mean) / std, the same for the three colour channels
 IMAGE_STD = 0.225
 NUM_STAGES = 4
-STAGE_SCALES = (16, 8, 4, 2)  # downsampling factor at which each stage works
+STAGE_SCALES = (16, 8, 4, 2)  # downsampling factor at which each stage works (stage 3: its refinement CNN)
+#: Stage-3 designs: the guided 2D refinement CNN at 1/2 (the packaged weights) or a residual cost-volume stage at
+#: 1/4, which repeats stage 2's residual search around stage 2's disparity with its own 3D convolutions (the
+#: alternative the stereo issue allowed; ``train-stereo --stage3 cost-volume``).
+STAGE3_DESIGNS = ("refinement", "cost-volume")
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -298,6 +302,11 @@ class CoarseToFineStereoNet(nn.Module):
             stored in the weights file).
         residual_radius: residual search range of stages 1 and 2, pixels at their scale (1/8 and 1/4).
         refine_channels: channels of the stage-3 refinement CNN.
+        stage3: one of :data:`STAGE3_DESIGNS`: ``"refinement"`` (the guided CNN at 1/2, default) or
+            ``"cost-volume"`` (a residual cost volume at 1/4 around stage 2's disparity, radius
+            ``residual_radius``, regularised by ``cost_channels[2]`` channels in ``cost_layers[2]`` layers, its last
+            convolution starting at zero so that an untrained stage 3 equals stage 2; its disparity is upsampled
+            from 1/4 like stage 2's). Stored in the config only when not the default.
         inference_window: at inference (``eval()``), stage 0 uses a local soft-argmin that keeps this many
             disparity slices either side of the most likely one (see :func:`soft_argmin`); None = the plain
             soft-argmin, as in training. It changes no weight.
@@ -309,7 +318,8 @@ class CoarseToFineStereoNet(nn.Module):
         the left disparity in pixels of the input resolution, >= 0.
 
     Raises:
-        ValueError: for inputs that are not two (B, 3, H, W) tensors of the same shape, or an invalid ``max_stage``.
+        ValueError: for inputs that are not two (B, 3, H, W) tensors of the same shape, or an invalid ``max_stage``;
+            at construction, for an unknown ``stage3`` design.
 
     Example:
         >>> net = CoarseToFineStereoNet(max_disparity=64).eval()
@@ -320,8 +330,11 @@ class CoarseToFineStereoNet(nn.Module):
 
     def __init__(self, max_disparity: int = 192, feature_channels: int = 16, groups: int = 4,
                  cost_channels: tuple[int, int, int] = (8, 4, 4), cost_layers: tuple[int, int, int] = (3, 2, 1),
-                 residual_radius: int = 2, refine_channels: int = 12, inference_window: int | None = 1) -> None:
+                 residual_radius: int = 2, refine_channels: int = 12, inference_window: int | None = 1,
+                 stage3: str = "refinement") -> None:
         super().__init__()
+        if stage3 not in STAGE3_DESIGNS:
+            raise ValueError(f"stage3 must be one of {STAGE3_DESIGNS}, got {stage3!r}")
         if max_disparity <= 0:
             raise ValueError(f"max_disparity must be a positive number of pixels, got {max_disparity}")
         if feature_channels % groups:
@@ -331,6 +344,9 @@ class CoarseToFineStereoNet(nn.Module):
                            cost_layers=[int(n) for n in cost_layers], residual_radius=int(residual_radius),
                            refine_channels=int(refine_channels),
                            inference_window=None if inference_window is None else int(inference_window))
+        if stage3 != "refinement":  # the packaged weights' config has no such key
+            self.config["stage3"] = stage3
+        self.stage3 = stage3
         self.max_disparity = int(max_disparity)
         self.inference_window = inference_window
         self.groups = groups
@@ -339,13 +355,28 @@ class CoarseToFineStereoNet(nn.Module):
         self.features = UNetFeatures(feature_channels=feature_channels)
         self.regularizers = nn.ModuleList(
             CostRegularizer(groups, c, n) for c, n in zip(cost_channels, cost_layers))
-        self.refinement = GuidedRefinement(refine_channels)
+        if stage3 == "cost-volume":
+            self.regularizers.append(CostRegularizer(groups, cost_channels[2], cost_layers[2]))
+            # Zero-started residual: equal costs give a soft-argmin residual of exactly 0, so an untrained stage 3
+            # returns stage 2's disparity and training moves it only as far as that lowers the loss.
+            nn.init.zeros_(self.regularizers[3].out.weight)
+            nn.init.zeros_(self.regularizers[3].out.bias)
+            self.refinement = None
+        else:
+            self.refinement = GuidedRefinement(refine_channels)
+
+    def cost_volume_stages(self, max_stage: int = NUM_STAGES - 1) -> int:
+        """How many of the stages ``0..max_stage`` regress from a cost volume (the number of peak maps of
+        :meth:`forward_with_confidence`): ``min(max_stage, 2) + 1`` with the refinement CNN as stage 3,
+        ``max_stage + 1`` with the cost-volume stage 3."""
+        return max_stage + 1 if self.stage3 == "cost-volume" else min(max_stage, 2) + 1
 
     def stage_modules(self, stage: int) -> list[nn.Module]:
         """The sub-networks that stage ``stage`` adds to the ones before it.
 
         Stage 0: the U-Net encoder and its 1/16 head, and the stage-0 cost regulariser; stage 1: the decoder level
-        and head at 1/8 and its regulariser; stage 2: the same at 1/4; stage 3: the refinement CNN. Stage ``s``'s
+        and head at 1/8 and its regulariser; stage 2: the same at 1/4; stage 3: the refinement CNN (or, with
+        ``stage3="cost-volume"``, its own cost regulariser). Stage ``s``'s
         output depends only on the modules of stages ``0..s``, so freezing those of stages ``< s`` leaves their
         outputs unchanged while ``s`` and later train (``train-stereo --first-trained-stage``).
 
@@ -356,7 +387,7 @@ class CoarseToFineStereoNet(nn.Module):
         modules = {0: [f.down1, f.down2, f.down3, f.down4, f.head16, self.regularizers[0]],
                    1: [f.up8, f.head8, self.regularizers[1]],
                    2: [f.up4, f.head4, self.regularizers[2]],
-                   3: [self.refinement]}
+                   3: [self.refinement if self.refinement is not None else self.regularizers[3]]}
         if stage not in modules:
             raise ValueError(f"stage must be in 0..{NUM_STAGES - 1}, got {stage}")
         return modules[stage]
@@ -372,16 +403,17 @@ class CoarseToFineStereoNet(nn.Module):
         Stages 0, 1 and 2 regress their disparity (stage 0) or residual (stages 1, 2) from a cost volume by
         soft-argmin; for each one run, :func:`peak_probability` of its regularised costs is returned at the
         stage's own scale (upsampling them in the graph cost more than the rest of the confidence; see
-        :func:`upsample_peak`). Stage 3 (the refinement CNN) has no cost volume and adds none.
+        :func:`upsample_peak`). Stage 3 adds none with the refinement CNN (it has no cost volume) and its own
+        (at 1/4) as the cost-volume stage (:meth:`cost_volume_stages`).
 
         Args:
             left, right: as :meth:`forward`.
             max_stage: last stage computed, 0..3.
 
         Returns:
-            ``(disparities, peaks)``: ``disparities`` as :meth:`forward`; ``peaks`` has ``min(max_stage, 2) + 1``
-            tensors (B, 1, H16 / s, W16 / s) in [0, 1] (stage 0 first, ``s`` = 16, 8, 4), where H16, W16 are H, W
-            rounded up to multiples of 16.
+            ``(disparities, peaks)``: ``disparities`` as :meth:`forward`; ``peaks`` has
+            :meth:`cost_volume_stages` tensors (B, 1, H16 / s, W16 / s) in [0, 1] (stage 0 first, ``s`` = 16, 8, 4
+            and 4 again for a cost-volume stage 3), where H16, W16 are H, W rounded up to multiples of 16.
 
         Raises:
             ValueError: as :meth:`forward`.
@@ -422,19 +454,22 @@ class CoarseToFineStereoNet(nn.Module):
         # Stages 1, 2: residual disparity at 1/8 and 1/4.
         residual_values = torch.arange(-self.residual_radius, self.residual_radius + 1, device=left.device,
                                        dtype=left_features[0].dtype)
-        for stage in (1, 2):
+        residual_stages = (1, 2, 3) if self.stage3 == "cost-volume" else (1, 2)
+        for stage in residual_stages:
             if stage > max_stage:
                 return outputs
-            fl, fr = left_features[stage], right_features[stage]
-            disparity = 2.0 * F.interpolate(disparity, size=fl.shape[-2:], mode="bilinear", align_corners=False)
+            level = min(stage, 2)  # a cost-volume stage 3 searches again at stage 2's 1/4 scale
+            fl, fr = left_features[level], right_features[level]
+            if stage <= 2:
+                disparity = 2.0 * F.interpolate(disparity, size=fl.shape[-2:], mode="bilinear", align_corners=False)
             warped, _ = warp_right_to_left(fr, disparity, padding_mode="border")
             volume = build_residual_cost_volume(fl, warped, self.residual_radius, self.groups)
             cost = self.regularizers[stage](volume)
             disparity = F.relu(disparity + soft_argmin(cost, residual_values))
-            outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[stage], full_size, h, w))
+            outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[level], full_size, h, w))
             if peaks is not None:
                 peaks.append(peak_probability(cost))
-        if max_stage < 3:
+        if max_stage < 3 or self.refinement is None:
             return outputs
         # Stage 3: guided refinement at 1/2.
         size2 = (full_size[0] // 2, full_size[1] // 2)

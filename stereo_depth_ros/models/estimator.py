@@ -309,7 +309,7 @@ class CoarseToFineEstimator(StereoEstimator):
         names = [f"stage_{i}" for i in range(stage + 1)]
         config = dict(model.config, max_stage=stage)
         if with_peaks:  # another graph (more outputs): its own cache key
-            names += [f"peak_{i}" for i in range(min(stage, 2) + 1)]
+            names += [f"peak_{i}" for i in range(model.cost_volume_stages(stage))]
             config["confidence_outputs"] = "cost-volume-peaks-at-stage-scale"
         return NetworkRunner(_Stages(model, stage, with_peaks), INPUT_NAMES, names,
                              backend=self._backend_option, device=self._device_option, half=self._half_option,

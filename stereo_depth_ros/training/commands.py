@@ -8,6 +8,8 @@ import json
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``train-stereo``."""
+    from stereo_depth_ros.models.coarse_to_fine import STAGE3_DESIGNS
+
     parser = sub.add_parser("train-stereo", help="self-supervised training of the coarse-to-fine network",
                             description="Train CoarseToFineStereoNet on rectified pairs with the photometric "
                                         "objective (no ground truth).")
@@ -34,6 +36,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--cost-layers", type=int, nargs=3, metavar=("N0", "N1", "N2"),
                         help="3D-convolution layers of stages 0, 1, 2 (default: those of --init, else 3 2 1); "
                              "layers --init lacks start random")
+    parser.add_argument("--stage3", choices=STAGE3_DESIGNS, default=None,
+                        help="stage-3 design: refinement (the guided 2D CNN at 1/2) or cost-volume (a residual cost "
+                             "volume at 1/4); default: that of --init, else refinement; tensors --init lacks start "
+                             "random")
     parser.add_argument("--first-trained-stage", type=int, default=0, choices=range(4), metavar="S",
                         help="train only stages S..3; the earlier stages keep the --init weights exactly "
                              "(default 0 = train all)")
@@ -101,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         smoothness_weight=(args.smoothness_weight[0] if len(args.smoothness_weight) == 1
                            else tuple(args.smoothness_weight)),
         first_trained_stage=args.first_trained_stage,
-        cost_layers=tuple(args.cost_layers) if args.cost_layers else None,
+        cost_layers=tuple(args.cost_layers) if args.cost_layers else None, stage3=args.stage3,
         left_right_weight=args.left_right_weight, device=args.device, threads=args.threads,
         stop_at=args.stop_at, exclude=args.exclude, init=args.init, keep_weights=args.keep_weights,
         proxy_weight=args.proxy_weight, proxy_max_disparity=args.proxy_max_disparity, proxy_cache=args.proxy_cache)

@@ -55,6 +55,8 @@ class TrainStereoOptions:
         device: "cpu", "cuda" or "auto". threads: CPU threads for PyTorch (0 = PyTorch's default).
         cost_layers: 3D-convolution layers of stages 0, 1, 2 (None = those of ``init``, or the network's
             default); with ``init``, layers the init weights do not have start from a random initialisation.
+        stage3: stage-3 design (:data:`~stereo_depth_ros.models.coarse_to_fine.STAGE3_DESIGNS`; None = that of
+            ``init``, or the refinement CNN); with ``init`` of the other design, the new stage 3 starts random.
         init: weights (safetensors) to start from instead of a random initialisation (fine-tuning); the model
             card records it.
         exclude: pair list file (see ``data.stereo_folder.read_pair_list``) of held-out pairs never trained on.
@@ -90,6 +92,7 @@ class TrainStereoOptions:
     exclude: str | None = None
     init: str | None = None
     cost_layers: tuple[int, int, int] | None = None
+    stage3: str | None = None
     progress: bool = True
     keep_weights: bool = False
     proxy_weight: float = 0.0
@@ -131,15 +134,18 @@ def freeze_stages_before(model: CoarseToFineStereoNet, first_trained_stage: int)
 def initial_model(options: TrainStereoOptions) -> CoarseToFineStereoNet:
     """The network a run starts from: a random one, or the ``init`` weights with their configuration.
 
-    ``options.cost_layers`` may give a stage more 3D convolutions than ``init`` has; tensors that ``init`` does not
-    have (by name and shape) keep their random initialisation, and they must belong to a stage that trains
-    (``>= first_trained_stage``).
+    ``options.cost_layers`` may give a stage more 3D convolutions than ``init`` has, and ``options.stage3`` another
+    stage-3 design; tensors that ``init`` does not have (by name and shape) keep their random initialisation, and
+    they must belong to a stage that trains (``>= first_trained_stage``); ``init`` tensors the network does not
+    have (the other stage 3's) are left out.
 
     Raises:
         ValueError: if a new tensor belongs to a frozen stage.
         WeightsError: for an unreadable ``init`` file.
     """
     overrides = {"cost_layers": list(options.cost_layers)} if options.cost_layers else {}
+    if options.stage3:
+        overrides["stage3"] = options.stage3
     if not options.init:
         return CoarseToFineStereoNet(max_disparity=options.max_disparity, **overrides)
     source = load_weights(options.init)
@@ -151,7 +157,8 @@ def initial_model(options: TrainStereoOptions) -> CoarseToFineStereoNet:
                             if any(module is part for part in frozen_parts))
     changed_frozen = [key for key in new if key.startswith(frozen_prefixes)]
     if changed_frozen:
-        raise ValueError(f"--cost-layers changes a frozen stage (< {options.first_trained_stage}): {changed_frozen}")
+        raise ValueError(f"--cost-layers or --stage3 changes a frozen stage (< {options.first_trained_stage}): "
+                         f"{changed_frozen}")
     model.load_state_dict({key: value if key in new else initial[key] for key, value in state.items()})
     return model
 
