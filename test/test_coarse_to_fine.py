@@ -68,12 +68,41 @@ def test_cost_volume_stage_3_refines_stage_2_at_a_quarter_and_keeps_the_earlier_
         CoarseToFineStereoNet(max_disparity=64, stage3="cnn")
 
 
-def test_cost_volume_stage_3_weights_round_trip_and_run_on_both_backends(tmp_path, motorcycle_small):
+def test_half_scale_cost_volume_stage_3_works_at_one_half_on_its_own_decoder_level():
     torch.manual_seed(0)
-    net = CoarseToFineStereoNet(max_disparity=64, stage3="cost-volume")
+    refinement = CoarseToFineStereoNet(max_disparity=64).eval()
+    half = CoarseToFineStereoNet(max_disparity=64, stage3="cost-volume-half").eval()
+    missing = half.load_state_dict({k: v for k, v in refinement.state_dict().items()
+                                    if not k.startswith("refinement.")}, strict=False).missing_keys
+    assert missing and all(key.startswith(("regularizers.3.", "features.up2.", "features.head2.")) for key in missing)
+    assert set(half.stage_modules(3)) == {half.features.up2, half.features.head2, half.regularizers[3]}
+    left, right = torch.rand(1, 3, 48, 80), torch.rand(1, 3, 48, 80)
+    with torch.no_grad():
+        expected = refinement(left, right)
+        stages, peaks = half.forward_with_confidence(left, right)
+        early = half(left, right, max_stage=2)
+    for stage in (0, 1, 2):
+        torch.testing.assert_close(stages[stage], expected[stage])
+        torch.testing.assert_close(early[stage], expected[stage])
+    # zero-started: stage 2 upsampled to 1/2 (bilinear, x2) and back is stage 2 up to interpolation
+    assert peaks[3].shape == (1, 1, 24, 40) and len(peaks) == half.cost_volume_stages() == 4
+    assert (stages[3] - stages[2]).abs().max() < 0.5
+    with torch.no_grad():
+        half.regularizers[3].out.weight.normal_(0.0, 10.0)
+        moved = half(left, right)
+    assert (moved[3] - stages[3]).abs().max() > 0.1  # its residual moves the disparity once trained
+    torch.testing.assert_close(moved[2], stages[2])
+
+
+@pytest.mark.parametrize("design", ["cost-volume", "cost-volume-half"])
+def test_cost_volume_stage_3_weights_round_trip_and_run_on_both_backends(tmp_path, motorcycle_small, design):
+    torch.manual_seed(0)
+    net = CoarseToFineStereoNet(max_disparity=64, stage3=design)
+    with torch.no_grad():  # a trained stage 3 (not the zero start), so that both backends must compute it
+        net.regularizers[3].out.weight.normal_(0.0, 1.0)
     path = tmp_path / "volume.safetensors"
     save_weights(net, path)
-    assert load_weights(path).config["stage3"] == "cost-volume"
+    assert load_weights(path).config["stage3"] == design
     left, right = motorcycle_small[0][:96, :128], motorcycle_small[1][:96, :128]
     results = {}
     for backend in ("torch", "onnx"):

@@ -43,7 +43,10 @@ STAGE_SCALES = (16, 8, 4, 2)  # downsampling factor at which each stage works (s
 #: Stage-3 designs: the guided 2D refinement CNN at 1/2 (the packaged weights) or a residual cost-volume stage at
 #: 1/4, which repeats stage 2's residual search around stage 2's disparity with its own 3D convolutions (the
 #: alternative the stereo issue allowed; ``train-stereo --stage3 cost-volume``).
-STAGE3_DESIGNS = ("refinement", "cost-volume")
+STAGE3_DESIGNS = ("refinement", "cost-volume", "cost-volume-half")
+#: Scale of stage 3's output for each design (stages 0-2: STAGE_SCALES). "cost-volume-half" searches its residual
+#: at 1/2 on features of a fourth decoder level (``features.up2``, ``features.head2``, part of stage 3).
+STAGE3_SCALES = {"refinement": 2, "cost-volume": 4, "cost-volume-half": 2}
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -93,11 +96,13 @@ class UNetFeatures(nn.Module):
 
     Input: (B, 3, H, W) float image in [0, 1] (not normalised: the first convolution normalises, see
     :class:`NormalizingConv2d`) with H and W multiples of 16.
-    Output of :meth:`forward`: features at 1/16, 1/8, 1/4 scale, each (B, feature_channels, H/s, W/s); the decoder
-    levels are computed only up to ``finest`` (so stage 0 alone skips the decoder).
+    Output of :meth:`forward`: features at 1/16, 1/8, 1/4 (and, built with ``half=True`` and ``finest=2``, 1/2)
+    scale, each (B, feature_channels, H/s, W/s); the decoder levels are computed only up to ``finest`` (so stage 0
+    alone skips the decoder).
     """
 
-    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32), feature_channels: int = 16) -> None:
+    def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 24, 32), feature_channels: int = 16,
+                 half: bool = False) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
         self.down1 = nn.Sequential(NormalizingConv2d(3, w1, 3, stride=2, padding=1, bias=False),
@@ -110,6 +115,9 @@ class UNetFeatures(nn.Module):
         self.head8 = nn.Conv2d(w3, feature_channels, 3, padding=1)
         self.up4 = _conv_bn_relu(w3 + w2, w2)
         self.head4 = nn.Conv2d(w2, feature_channels, 3, padding=1)
+        if half:  # a fourth decoder level to 1/2 (the cost-volume stage 3 at 1/2)
+            self.up2 = _conv_bn_relu(w2 + w1, w1)
+            self.head2 = nn.Conv2d(w1, feature_channels, 3, padding=1)
 
     def forward(self, image: torch.Tensor, finest: int = 4) -> list[torch.Tensor]:
         x2 = self.down1(image)
@@ -123,6 +131,9 @@ class UNetFeatures(nn.Module):
             if finest <= 4:
                 y4 = self.up4(torch.cat((F.interpolate(y8, size=x4.shape[-2:], mode="nearest"), x4), 1))
                 features.append(self.head4(y4))
+                if finest <= 2 and hasattr(self, "up2"):
+                    y2 = self.up2(torch.cat((F.interpolate(y4, size=x2.shape[-2:], mode="nearest"), x2), 1))
+                    features.append(self.head2(y2))
         return features
 
 
@@ -307,7 +318,8 @@ class CoarseToFineStereoNet(nn.Module):
             ``"cost-volume"`` (a residual cost volume at 1/4 around stage 2's disparity, radius
             ``residual_radius``, regularised by ``cost_channels[2]`` channels in ``cost_layers[2]`` layers, its last
             convolution starting at zero so that an untrained stage 3 equals stage 2; its disparity is upsampled
-            from 1/4 like stage 2's). Stored in the config only when not the default.
+            from 1/4 like stage 2's) or ``"cost-volume-half"`` (the same at 1/2, on features of a fourth decoder
+            level, around stage 2's disparity upsampled to 1/2). Stored in the config only when not the default.
         inference_window: at inference (``eval()``), stage 0 uses a local soft-argmin that keeps this many
             disparity slices either side of the most likely one (see :func:`soft_argmin`); None = the plain
             soft-argmin, as in training. It changes no weight.
@@ -353,10 +365,10 @@ class CoarseToFineStereoNet(nn.Module):
         self.groups = groups
         self.residual_radius = residual_radius
         self.coarse_disparities = math.ceil(max_disparity / STAGE_SCALES[0])
-        self.features = UNetFeatures(feature_channels=feature_channels)
+        self.features = UNetFeatures(feature_channels=feature_channels, half=stage3 == "cost-volume-half")
         self.regularizers = nn.ModuleList(
             CostRegularizer(groups, c, n) for c, n in zip(cost_channels, cost_layers))
-        if stage3 == "cost-volume":
+        if stage3 != "refinement":
             self.regularizers.append(CostRegularizer(groups, cost_channels[2], cost_layers[2]))
             # Zero-started residual: equal costs give a soft-argmin residual of exactly 0, so an untrained stage 3
             # returns stage 2's disparity and training moves it only as far as that lowers the loss.
@@ -369,8 +381,8 @@ class CoarseToFineStereoNet(nn.Module):
     def cost_volume_stages(self, max_stage: int = NUM_STAGES - 1) -> int:
         """How many of the stages ``0..max_stage`` regress from a cost volume (the number of peak maps of
         :meth:`forward_with_confidence`): ``min(max_stage, 2) + 1`` with the refinement CNN as stage 3,
-        ``max_stage + 1`` with the cost-volume stage 3."""
-        return max_stage + 1 if self.stage3 == "cost-volume" else min(max_stage, 2) + 1
+        ``max_stage + 1`` with a cost-volume stage 3."""
+        return min(max_stage, 2) + 1 if self.refinement is not None else max_stage + 1
 
     def stage_modules(self, stage: int) -> list[nn.Module]:
         """The sub-networks that stage ``stage`` adds to the ones before it.
@@ -388,7 +400,9 @@ class CoarseToFineStereoNet(nn.Module):
         modules = {0: [f.down1, f.down2, f.down3, f.down4, f.head16, self.regularizers[0]],
                    1: [f.up8, f.head8, self.regularizers[1]],
                    2: [f.up4, f.head4, self.regularizers[2]],
-                   3: [self.refinement if self.refinement is not None else self.regularizers[3]]}
+                   3: ([self.refinement] if self.refinement is not None else
+                       [module for module in (getattr(f, "up2", None), getattr(f, "head2", None)) if module]
+                       + [self.regularizers[3]])}
         if stage not in modules:
             raise ValueError(f"stage must be in 0..{NUM_STAGES - 1}, got {stage}")
         return modules[stage]
@@ -413,8 +427,8 @@ class CoarseToFineStereoNet(nn.Module):
 
         Returns:
             ``(disparities, peaks)``: ``disparities`` as :meth:`forward`; ``peaks`` has
-            :meth:`cost_volume_stages` tensors (B, 1, H16 / s, W16 / s) in [0, 1] (stage 0 first, ``s`` = 16, 8, 4
-            and 4 again for a cost-volume stage 3), where H16, W16 are H, W rounded up to multiples of 16.
+            :meth:`cost_volume_stages` tensors (B, 1, H16 / s, W16 / s) in [0, 1] (stage 0 first, ``s`` = 16, 8, 4,
+            then 4 or 2 for a cost-volume stage 3), where H16, W16 are H, W rounded up to multiples of 16.
 
         Raises:
             ValueError: as :meth:`forward`.
@@ -436,7 +450,9 @@ class CoarseToFineStereoNet(nn.Module):
         images = torch.cat((left, right), 0)
         if pad_h or pad_w:
             images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-        both = self.features(images, finest=STAGE_SCALES[min(max_stage, 2)])
+        # the decoder runs to the finest scale a cost volume needs (the refinement CNN reads images, not features)
+        finest = self._stage_scale(max_stage) if max_stage < 3 or self.refinement is None else STAGE_SCALES[2]
+        both = self.features(images, finest=finest)
         batch = left.shape[0]
         left_features = [f[:batch] for f in both]
         right_features = [f[batch:] for f in both]
@@ -455,19 +471,22 @@ class CoarseToFineStereoNet(nn.Module):
         # Stages 1, 2: residual disparity at 1/8 and 1/4.
         residual_values = torch.arange(-self.residual_radius, self.residual_radius + 1, device=left.device,
                                        dtype=left_features[0].dtype)
-        residual_stages = (1, 2, 3) if self.stage3 == "cost-volume" else (1, 2)
+        residual_stages = (1, 2) if self.refinement is not None else (1, 2, 3)
         for stage in residual_stages:
             if stage > max_stage:
                 return outputs
-            level = min(stage, 2)  # a cost-volume stage 3 searches again at stage 2's 1/4 scale
+            scale = self._stage_scale(stage)  # a cost-volume stage 3 at 1/4 searches again at stage 2's scale
+            level = STAGE_SCALES.index(scale)  # feature list index: 1/16, 1/8, 1/4, 1/2
             fl, fr = left_features[level], right_features[level]
-            if stage <= 2:
-                disparity = 2.0 * F.interpolate(disparity, size=fl.shape[-2:], mode="bilinear", align_corners=False)
+            if fl.shape[-1] != disparity.shape[-1]:
+                factor = fl.shape[-1] / disparity.shape[-1]
+                disparity = factor * F.interpolate(disparity, size=fl.shape[-2:], mode="bilinear",
+                                                   align_corners=False)
             warped, _ = warp_right_to_left(fr, disparity, padding_mode="border")
             volume = build_residual_cost_volume(fl, warped, self.residual_radius, self.groups)
             cost = self.regularizers[stage](volume)
             disparity = F.relu(disparity + soft_argmin(cost, residual_values))
-            outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[level], full_size, h, w))
+            outputs.append(self._to_input_resolution(disparity, scale, full_size, h, w))
             if peaks is not None:
                 peaks.append(peak_probability(cost))
         if max_stage < 3 or self.refinement is None:
@@ -479,6 +498,10 @@ class CoarseToFineStereoNet(nn.Module):
         disparity = F.relu(self.refinement(disparity, images2[:batch], images2[batch:]))
         outputs.append(self._to_input_resolution(disparity, STAGE_SCALES[3], full_size, h, w))
         return outputs
+
+    def _stage_scale(self, stage: int) -> int:
+        """The downsampling factor at which stage ``stage`` works (stage 3: :data:`STAGE3_SCALES` of its design)."""
+        return STAGE_SCALES[stage] if stage < 3 else STAGE3_SCALES[self.stage3]
 
     @staticmethod
     def _to_input_resolution(disparity: torch.Tensor, scale: int, full_size, h: int, w: int) -> torch.Tensor:
