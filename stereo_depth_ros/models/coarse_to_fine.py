@@ -17,9 +17,10 @@ Stages (disparities always returned in pixels of the input resolution, left view
   and predicts a residual with dilated convolutions. AnyNet uses a spatial propagation network here; we chose a
   guided residual CNN because it works at a finer scale than a fourth cost-volume stage at 1/4 could, sees the
   photometric error directly, and exports to ONNX. What it adds (stage 2 vs stage 3 error) and what it costs (ms at
-  1280x1024) are measured in docs/stereo.md and docs/benchmarks.md. The alternative, a residual cost-volume stage
-  at 1/4 around stage 2's disparity (``stage3="cost-volume"``), is built too and was measured against it there
-  (within 0.015 px of stage 2, no better; not the packaged design).
+  1280x1024) are measured in docs/stereo.md and docs/benchmarks.md. The alternatives, a residual cost-volume stage
+  around stage 2's disparity at 1/4 (``stage3="cost-volume"``) or at 1/2 on a fourth decoder level
+  (``stage3="cost-volume-half"``), are built too and were measured against it there (at 1/4 within 0.015 px of
+  stage 2, no better; at 1/2 better than stage 2 on every GT set at 2.4x its time; neither is the packaged design).
 """
 
 from __future__ import annotations
