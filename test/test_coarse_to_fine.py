@@ -1,5 +1,7 @@
 """CoarseToFineStereoNet: shapes, units, soft-argmin, cost volumes, weights files, the estimator wrappers."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -374,7 +376,9 @@ def test_candidate_half_scale_stage_3_keeps_the_packaged_stages_and_improves_on_
     cost-volume stage 3 at 1/2; docs/stereo.md "Stage 3: does it help?"): its stages 0-2 are the packaged ones
     exactly, and on the Motorcycle pair at half size its stage 3 is more accurate than its stage 2 and than the
     packaged stage 3 (measured with PyTorch: 2.062 px against 2.079 and 2.067 px)."""
-    candidate_path = default_weights_path().parent / "candidates" / "coarse_to_fine_stage3_half.safetensors"
+    # in the source tree (not installed with the package: only weights/*.safetensors are package data)
+    candidate_path = (Path(__file__).resolve().parents[1] / "stereo_depth_ros" / "weights" / "candidates"
+                      / "coarse_to_fine_stage3_half.safetensors")
     candidate, packaged = load_weights(candidate_path), load_weights(default_weights_path())
     assert candidate.config["stage3"] == "cost-volume-half"
     for key, value in packaged.state_dict().items():
