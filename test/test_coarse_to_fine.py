@@ -96,6 +96,20 @@ def test_half_scale_cost_volume_stage_3_works_at_one_half_on_its_own_decoder_lev
     torch.testing.assert_close(moved[2], stages[2])
 
 
+def test_a_cost_volume_stage_3_takes_its_own_radius_and_depth():
+    net = CoarseToFineStereoNet(max_disparity=64, stage3="cost-volume-half", stage3_radius=1, stage3_layers=1)
+    assert net.config["stage3_radius"] == 1 and net.config["stage3_layers"] == 1
+    assert len(net.regularizers[3].body) == 1 and len(net.regularizers[2].body) == 1  # default cost_layers (3, 2, 1)
+    with torch.no_grad():
+        net.regularizers[3].out.weight.normal_(0.0, 10.0)
+        stages, peaks = net.eval().forward_with_confidence(torch.rand(1, 3, 32, 48), torch.rand(1, 3, 32, 48))
+    # a radius-1 stage moves stage 2's disparity (at 1/2) by at most 1 px there, 2 px at the input resolution
+    assert (stages[3] - stages[2]).abs().max() <= 2.0 + 0.5
+    for bad in ({"stage3_radius": 0, "stage3": "cost-volume"}, {"stage3_layers": 2}):
+        with pytest.raises(ValueError, match="stage3_"):
+            CoarseToFineStereoNet(max_disparity=64, **bad)
+
+
 @pytest.mark.parametrize("design", ["cost-volume", "cost-volume-half"])
 def test_cost_volume_stage_3_weights_round_trip_and_run_on_both_backends(tmp_path, motorcycle_small, design):
     torch.manual_seed(0)

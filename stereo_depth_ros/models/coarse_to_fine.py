@@ -321,6 +321,8 @@ class CoarseToFineStereoNet(nn.Module):
             convolution starting at zero so that an untrained stage 3 equals stage 2; its disparity is upsampled
             from 1/4 like stage 2's) or ``"cost-volume-half"`` (the same at 1/2, on features of a fourth decoder
             level, around stage 2's disparity upsampled to 1/2). Stored in the config only when not the default.
+        stage3_radius, stage3_layers: residual range (pixels at its scale) and 3D-convolution layers of a
+            cost-volume stage 3 (None: ``residual_radius`` and ``cost_layers[2]``; stored only when given).
         inference_window: at inference (``eval()``), stage 0 uses a local soft-argmin that keeps this many
             disparity slices either side of the most likely one (see :func:`soft_argmin`); None = the plain
             soft-argmin, as in training. It changes no weight.
@@ -345,7 +347,8 @@ class CoarseToFineStereoNet(nn.Module):
     def __init__(self, max_disparity: int = 192, feature_channels: int = 16, groups: int = 4,
                  cost_channels: tuple[int, int, int] = (8, 4, 4), cost_layers: tuple[int, int, int] = (3, 2, 1),
                  residual_radius: int = 2, refine_channels: int = 12, inference_window: int | None = 1,
-                 stage3: str = "refinement") -> None:
+                 stage3: str = "refinement", stage3_radius: int | None = None,
+                 stage3_layers: int | None = None) -> None:
         super().__init__()
         if stage3 not in STAGE3_DESIGNS:
             raise ValueError(f"stage3 must be one of {STAGE3_DESIGNS}, got {stage3!r}")
@@ -360,7 +363,14 @@ class CoarseToFineStereoNet(nn.Module):
                            inference_window=None if inference_window is None else int(inference_window))
         if stage3 != "refinement":  # the packaged weights' config has no such key
             self.config["stage3"] = stage3
+        for name, value in (("stage3_radius", stage3_radius), ("stage3_layers", stage3_layers)):
+            if value is not None:
+                if stage3 == "refinement" or int(value) < 1:
+                    raise ValueError(f"{name} must be a positive integer for a cost-volume stage 3, got {value!r} "
+                                     f"with stage3={stage3!r}")
+                self.config[name] = int(value)
         self.stage3 = stage3
+        self.stage3_radius = residual_radius if stage3_radius is None else int(stage3_radius)
         self.max_disparity = int(max_disparity)
         self.inference_window = inference_window
         self.groups = groups
@@ -370,7 +380,8 @@ class CoarseToFineStereoNet(nn.Module):
         self.regularizers = nn.ModuleList(
             CostRegularizer(groups, c, n) for c, n in zip(cost_channels, cost_layers))
         if stage3 != "refinement":
-            self.regularizers.append(CostRegularizer(groups, cost_channels[2], cost_layers[2]))
+            self.regularizers.append(CostRegularizer(groups, cost_channels[2],
+                                                     cost_layers[2] if stage3_layers is None else int(stage3_layers)))
             # Zero-started residual: equal costs give a soft-argmin residual of exactly 0, so an untrained stage 3
             # returns stage 2's disparity and training moves it only as far as that lowers the loss.
             nn.init.zeros_(self.regularizers[3].out.weight)
@@ -484,9 +495,12 @@ class CoarseToFineStereoNet(nn.Module):
                 disparity = factor * F.interpolate(disparity, size=fl.shape[-2:], mode="bilinear",
                                                    align_corners=False)
             warped, _ = warp_right_to_left(fr, disparity, padding_mode="border")
-            volume = build_residual_cost_volume(fl, warped, self.residual_radius, self.groups)
+            radius = self.residual_radius if stage < 3 else self.stage3_radius
+            values = residual_values if radius == self.residual_radius else torch.arange(
+                -radius, radius + 1, device=left.device, dtype=left_features[0].dtype)
+            volume = build_residual_cost_volume(fl, warped, radius, self.groups)
             cost = self.regularizers[stage](volume)
-            disparity = F.relu(disparity + soft_argmin(cost, residual_values))
+            disparity = F.relu(disparity + soft_argmin(cost, values))
             outputs.append(self._to_input_resolution(disparity, scale, full_size, h, w))
             if peaks is not None:
                 peaks.append(peak_probability(cost))

@@ -40,6 +40,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="stage-3 design: refinement (the guided 2D CNN at 1/2) or cost-volume (a residual cost "
                              "volume at 1/4); default: that of --init, else refinement; tensors --init lacks start "
                              "random")
+    parser.add_argument("--stage3-radius", type=int, default=None, metavar="R",
+                        help="residual range of a cost-volume stage 3 in pixels of its scale (default: that of "
+                             "stages 1-2, 2)")
+    parser.add_argument("--stage3-layers", type=int, default=None, metavar="N",
+                        help="3D-convolution layers of a cost-volume stage 3 (default: those of stage 2)")
     parser.add_argument("--first-trained-stage", type=int, default=0, choices=range(4), metavar="S",
                         help="train only stages S..3; the earlier stages keep the --init weights exactly "
                              "(default 0 = train all)")
@@ -108,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
                            else tuple(args.smoothness_weight)),
         first_trained_stage=args.first_trained_stage,
         cost_layers=tuple(args.cost_layers) if args.cost_layers else None, stage3=args.stage3,
+        stage3_radius=args.stage3_radius, stage3_layers=args.stage3_layers,
         left_right_weight=args.left_right_weight, device=args.device, threads=args.threads,
         stop_at=args.stop_at, exclude=args.exclude, init=args.init, keep_weights=args.keep_weights,
         proxy_weight=args.proxy_weight, proxy_max_disparity=args.proxy_max_disparity, proxy_cache=args.proxy_cache)

@@ -57,6 +57,8 @@ class TrainStereoOptions:
             default); with ``init``, layers the init weights do not have start from a random initialisation.
         stage3: stage-3 design (:data:`~stereo_depth_ros.models.coarse_to_fine.STAGE3_DESIGNS`; None = that of
             ``init``, or the refinement CNN); with ``init`` of the other design, the new stage 3 starts random.
+        stage3_radius, stage3_layers: residual range and 3D layers of a cost-volume stage 3 (None: the network's
+            defaults, or those of ``init``).
         init: weights (safetensors) to start from instead of a random initialisation (fine-tuning); the model
             card records it.
         exclude: pair list file (see ``data.stereo_folder.read_pair_list``) of held-out pairs never trained on.
@@ -93,6 +95,8 @@ class TrainStereoOptions:
     init: str | None = None
     cost_layers: tuple[int, int, int] | None = None
     stage3: str | None = None
+    stage3_radius: int | None = None
+    stage3_layers: int | None = None
     progress: bool = True
     keep_weights: bool = False
     proxy_weight: float = 0.0
@@ -144,8 +148,9 @@ def initial_model(options: TrainStereoOptions) -> CoarseToFineStereoNet:
         WeightsError: for an unreadable ``init`` file.
     """
     overrides = {"cost_layers": list(options.cost_layers)} if options.cost_layers else {}
-    if options.stage3:
-        overrides["stage3"] = options.stage3
+    for name in ("stage3", "stage3_radius", "stage3_layers"):
+        if getattr(options, name):
+            overrides[name] = getattr(options, name)
     if not options.init:
         return CoarseToFineStereoNet(max_disparity=options.max_disparity, **overrides)
     source = load_weights(options.init)
