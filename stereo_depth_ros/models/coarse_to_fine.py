@@ -20,7 +20,7 @@ Stages (disparities always returned in pixels of the input resolution, left view
   1280x1024) are measured in docs/stereo.md and docs/benchmarks.md. The alternatives, a residual cost-volume stage
   around stage 2's disparity at 1/4 (``stage3="cost-volume"``) or at 1/2 on a fourth decoder level
   (``stage3="cost-volume-half"``), are built too and were measured against it there (at 1/4 within 0.015 px of
-  stage 2, no better; at 1/2 better than stage 2 on every GT set at 2.4x its time; neither is the packaged design).
+  stage 2, no better; at 1/2 better than stage 2 on every GT set at 2.3x its time; neither is the packaged design).
 """
 
 from __future__ import annotations
