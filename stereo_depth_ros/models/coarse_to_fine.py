@@ -41,9 +41,9 @@ IMAGE_MEAN = 0.45  # input normalisation (x - mean) / std, the same for the thre
 IMAGE_STD = 0.225
 NUM_STAGES = 4
 STAGE_SCALES = (16, 8, 4, 2)  # downsampling factor at which each stage works (stage 3: its refinement CNN)
-#: Stage-3 designs: the guided 2D refinement CNN at 1/2 (the packaged weights) or a residual cost-volume stage at
-#: 1/4, which repeats stage 2's residual search around stage 2's disparity with its own 3D convolutions (the
-#: alternative the stereo issue allowed; ``train-stereo --stage3 cost-volume``).
+#: Stage-3 designs: the guided 2D refinement CNN at 1/2 (the packaged weights), or a residual cost-volume stage
+#: around stage 2's disparity with its own 3D convolutions, at 1/4 (stage 2's scale; the alternative the stereo
+#: issue allowed) or at 1/2 (``train-stereo --stage3 cost-volume|cost-volume-half``).
 STAGE3_DESIGNS = ("refinement", "cost-volume", "cost-volume-half")
 #: Scale of stage 3's output for each design (stages 0-2: STAGE_SCALES). "cost-volume-half" searches its residual
 #: at 1/2 on features of a fourth decoder level (``features.up2``, ``features.head2``, part of stage 3).
@@ -400,8 +400,8 @@ class CoarseToFineStereoNet(nn.Module):
         """The sub-networks that stage ``stage`` adds to the ones before it.
 
         Stage 0: the U-Net encoder and its 1/16 head, and the stage-0 cost regulariser; stage 1: the decoder level
-        and head at 1/8 and its regulariser; stage 2: the same at 1/4; stage 3: the refinement CNN (or, with
-        ``stage3="cost-volume"``, its own cost regulariser). Stage ``s``'s
+        and head at 1/8 and its regulariser; stage 2: the same at 1/4; stage 3: the refinement CNN (or, for a
+        cost-volume stage 3, its own cost regulariser, and at 1/2 the decoder level to 1/2). Stage ``s``'s
         output depends only on the modules of stages ``0..s``, so freezing those of stages ``< s`` leaves their
         outputs unchanged while ``s`` and later train (``train-stereo --first-trained-stage``).
 
@@ -431,7 +431,7 @@ class CoarseToFineStereoNet(nn.Module):
         soft-argmin; for each one run, :func:`peak_probability` of its regularised costs is returned at the
         stage's own scale (upsampling them in the graph cost more than the rest of the confidence; see
         :func:`upsample_peak`). Stage 3 adds none with the refinement CNN (it has no cost volume) and its own
-        (at 1/4) as the cost-volume stage (:meth:`cost_volume_stages`).
+        (at 1/4 or 1/2) as a cost-volume stage (:meth:`cost_volume_stages`).
 
         Args:
             left, right: as :meth:`forward`.
