@@ -413,7 +413,7 @@ class CoarseToFineStereoNet(nn.Module):
                    1: [f.up8, f.head8, self.regularizers[1]],
                    2: [f.up4, f.head4, self.regularizers[2]],
                    3: ([self.refinement] if self.refinement is not None else
-                       [module for module in (getattr(f, "up2", None), getattr(f, "head2", None)) if module]
+                       [m for m in (getattr(f, "up2", None), getattr(f, "head2", None)) if m is not None]
                        + [self.regularizers[3]])}
         if stage not in modules:
             raise ValueError(f"stage must be in 0..{NUM_STAGES - 1}, got {stage}")

@@ -421,22 +421,18 @@ def _chain(plans: list[NodePlan], extra: OptionalNode, remaps: dict[str, str]) -
     if extra.feeds not in names:
         raise ValueError(f"{extra.argument}:=true puts {extra.node} in front of {extra.feeds}, which the parameters "
                          f"file does not start (it starts {names})")
-
-    def given(remap: RemapArgument) -> bool:  # the launch file passes every argument, unset ones as the topic
-        return bool((remaps.get(remap.argument) or "").strip()) and remaps[remap.argument].strip() != remap.topic
-
-    fed_kind, head_kind = NODE_KINDS[extra.feeds], NODE_KINDS[extra.node]
-    head_remaps = dict(remaps)
-    for fed_remap in fed_kind.remaps:
-        for head_remap in head_kind.remaps:
-            if head_remap.topic == fed_remap.topic and given(fed_remap) and not given(head_remap):
-                head_remaps[head_remap.argument] = remaps[fed_remap.argument]
+    head_kind = NODE_KINDS[extra.node]
+    # the camera topics given for the fed node, then the head's own arguments (they win)
+    targets = dict(resolve_remaps(remaps, NODE_KINDS[extra.feeds]))
+    targets.update(resolve_remaps({r.argument: remaps[r.argument] for r in head_kind.remaps if r.argument in remaps},
+                                  head_kind))
+    head_remappings = tuple((r.topic, targets[r.topic]) for r in head_kind.remaps if r.topic in targets)
     chained = []
     for plan in plans:
         if plan.name == extra.feeds:
             plan = replace(plan, remappings=_with_defaults(extra.feed_remappings, plan.kind))
         elif plan.name == extra.node:
-            plan = replace(plan, remappings=_with_defaults(resolve_remaps(head_remaps, plan.kind), plan.kind))
+            plan = replace(plan, remappings=_with_defaults(head_remappings, plan.kind))
         chained.append(plan)
     return chained
 
