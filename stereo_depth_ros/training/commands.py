@@ -37,9 +37,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="3D-convolution layers of stages 0, 1, 2 (default: those of --init, else 3 2 1); "
                              "layers --init lacks start random")
     parser.add_argument("--stage3", choices=STAGE3_DESIGNS, default=None,
-                        help="stage-3 design: refinement (the guided 2D CNN at 1/2) or cost-volume (a residual cost "
-                             "volume at 1/4); default: that of --init, else refinement; tensors --init lacks start "
-                             "random")
+                        help="stage-3 design: refinement (the guided 2D CNN at 1/2), cost-volume (a residual cost "
+                             "volume at 1/4) or cost-volume-half (the same at 1/2); default: that of --init, else "
+                             "refinement; tensors --init lacks start random (the cost volume's last layer at zero)")
     parser.add_argument("--stage3-radius", type=int, default=None, metavar="R",
                         help="residual range of a cost-volume stage 3 in pixels of its scale (default: that of "
                              "stages 1-2, 2)")

@@ -149,7 +149,7 @@ def initial_model(options: TrainStereoOptions) -> CoarseToFineStereoNet:
     """
     overrides = {"cost_layers": list(options.cost_layers)} if options.cost_layers else {}
     for name in ("stage3", "stage3_radius", "stage3_layers"):
-        if getattr(options, name):
+        if getattr(options, name) is not None:  # a bad value reaches the network's own check
             overrides[name] = getattr(options, name)
     if not options.init:
         return CoarseToFineStereoNet(max_disparity=options.max_disparity, **overrides)
