@@ -318,3 +318,99 @@ def test_eval_cross_modal_json_has_exactly_the_fields(shared_data, tiny_weights)
         assert set(row) == {"method", "psnr_db", "ssim", "angular_error_deg", "depth_abs_rel", "depth_delta1"}
         assert all(isinstance(row[key], float) for key in row if key != "method")
         assert 0 < row["psnr_db"] < 60 and 0 <= row["angular_error_deg"] <= 90 and 0 <= row["depth_delta1"] <= 1
+
+
+# NIR/RGB stereo pairs in one modality ---------------------------------------------------------------------------
+
+def test_colour_histogram_matching_gives_each_channel_the_reference_histogram():
+    from stereo_depth_ros.models.cross_modal import match_colour_histograms
+
+    rng = np.random.default_rng(3)
+    grey = np.repeat(rng.permutation(256).astype(np.uint8).reshape(16, 16, 1), 3, axis=2)
+    reference = np.dstack([np.arange(256) // 4, np.arange(256) // 2 + 64, 255 - np.arange(256) // 8]).astype(
+        np.uint8).reshape(16, 16, 3)
+    matched = match_colour_histograms(grey, reference)
+    assert matched.shape == grey.shape and matched.dtype == np.uint8
+    for channel in range(3):  # the reference channel's histogram (quantiles interpolated: to one grey level), in
+        # the input's pixel order
+        np.testing.assert_allclose(np.sort(matched[..., channel], axis=None),
+                                   np.sort(reference[..., channel], axis=None), atol=1)
+        order = np.argsort(grey[..., 0], axis=None)
+        assert np.all(np.diff(matched[..., channel].ravel()[order].astype(int)) >= 0)
+    with pytest.raises(ValueError, match="reference image must be"):
+        match_colour_histograms(grey, reference[..., 0])
+    with pytest.raises(ValueError, match="image must be uint8"):
+        match_colour_histograms(grey.astype(np.float32), reference)
+
+
+def test_same_modality_pair_modalities_and_errors(tiny_weights):
+    from stereo_depth_ros.models.cross_modal import PAIR_MODALITIES, match_colour_histograms, same_modality_pair
+
+    to_rgb = create_estimator("cyclegan-nir-to-rgb", weights=str(tiny_weights["nir-to-rgb"]), backend="torch")
+    to_nir = create_estimator("cyclegan-rgb-to-nir", weights=str(tiny_weights["rgb-to-nir"]), backend="torch")
+    rgb = textured(40, 56, seed=1)
+    nir = cv2.cvtColor(textured(40, 56, seed=2), cv2.COLOR_BGR2GRAY)
+    pairs = {modality: same_modality_pair(nir, rgb, modality, to_rgb, to_nir) for modality in PAIR_MODALITIES}
+    pseudo = to_rgb.translate(nir)
+    np.testing.assert_array_equal(pairs["pseudo-rgb"][0], pseudo)
+    np.testing.assert_array_equal(pairs["pseudo-rgb-matched"][0], match_colour_histograms(pseudo, rgb))
+    assert not np.array_equal(pairs["pseudo-rgb"][0], pairs["pseudo-rgb-matched"][0])
+    for modality in ("pseudo-rgb", "pseudo-rgb-matched"):
+        assert pairs[modality][1] is rgb  # the RGB view as it is
+    np.testing.assert_array_equal(pairs["pseudo-nir"][0], np.repeat(nir[..., None], 3, axis=2))
+    np.testing.assert_array_equal(pairs["pseudo-nir"][1], to_nir.translate(rgb))
+    assert same_modality_pair(nir.astype(np.uint16) * 257, rgb, "pseudo-nir", to_nir=to_nir)[0].shape == (40, 56, 3)
+    with pytest.raises(ValueError, match="unknown NIR/RGB pair modality 'rgb'"):
+        same_modality_pair(nir, rgb, "rgb", to_rgb, to_nir)
+    with pytest.raises(ValueError, match="needs the rgb-to-nir estimator"):
+        same_modality_pair(nir, rgb, "pseudo-nir", to_rgb)
+    with pytest.raises(ValueError, match="differ in size: 56 x 40 vs 50 x 40"):
+        same_modality_pair(nir, rgb[:, :50], "pseudo-rgb", to_rgb)
+
+
+def test_shifted_real_pairs_have_the_shift_as_disparity(tmp_path):
+    from stereo_depth_ros.commands.cross_modal import shifted_real_pairs
+
+    rgb = textured(48, 80, seed=4)
+    cv2.imwrite(str(tmp_path / "0000_rgb.png"), rgb)
+    cv2.imwrite(str(tmp_path / "0000_nir.png"), cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY))
+    np.save(tmp_path / "0000_nir.npy", np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    (pair,) = shifted_real_pairs(tmp_path, 8, short_side=None)
+    assert pair["nir"].shape == (48, 72) and pair["right_rgb"].shape == (48, 72, 3)
+    # left column x is right column x - 8: the right view shows the left view's content 8 px further left
+    np.testing.assert_array_equal(pair["right_rgb"][:, :64], pair["left_rgb"][:, 8:72])
+    np.testing.assert_array_equal(pair["left_rgb"], rgb[:, :72])
+    gt = pair["gt_disparity"]
+    assert np.isnan(gt[:, :8]).all() and np.all(gt[1:-1, 9:-1] == 8.0)
+    (aligned,) = shifted_real_pairs(tmp_path, 8, short_side=None, pixel_aligned=True)
+    np.testing.assert_array_equal(aligned["left_rgb"], pair["left_rgb"])
+    with pytest.raises(ValueError, match="less than half the width"):
+        shifted_real_pairs(tmp_path, 40, short_side=None)
+    with pytest.raises(ValueError, match="shift must be a positive integer"):
+        shifted_real_pairs(tmp_path, 0, short_side=None)
+
+
+def test_eval_cross_spectral_json_has_every_pair_kind(shared_data, tiny_weights):
+    from stereo_depth_ros.cli import main
+
+    indoor = shared_data / "nir_rgb" / "indoor"
+    if not indoor.is_dir():
+        pytest.skip(f"NIR/RGB pairs {indoor} are absent")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["eval-cross-spectral", "--sets", "middlebury2003-cones", "--real-nir", str(indoor), "--limit",
+                     "1", "--nir-weights", str(tiny_weights["rgb-to-nir"]), "--rgb-weights",
+                     str(tiny_weights["nir-to-rgb"]), "--json"])
+    assert code == 0
+    document = json.loads(out.getvalue())
+    assert list(document) == ["rows"]
+    assert [row["set"] for row in document["rows"]] == ["middlebury2003-cones", "all", "indoor-shift16"]
+    keys = ["nir_rgb", "nir_matched_rgb", "pseudo_rgb_rgb", "pseudo_rgb_matched_rgb", "nir_pseudo_nir", "rgb_rgb"]
+    for row in document["rows"]:
+        assert list(row) == (["set", "pairs"] + [f"epe_px_{key}" for key in keys]
+                             + [f"density_pct_{key}" for key in keys]) and row["pairs"] == 1
+        assert all(0 <= row[f"epe_px_{key}"] < 300 for key in keys)
+        assert all(0 < row[f"density_pct_{key}"] <= 100.0 for key in keys)
+        assert row["density_pct_rgb_rgb"] == 100.0  # the network gives a disparity everywhere on a real pair
+    # the real pair's right view is its own RGB shifted: the upper bound is near the exact 16 px
+    assert document["rows"][2]["epe_px_rgb_rgb"] < 1.0

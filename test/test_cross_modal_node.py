@@ -29,6 +29,7 @@ from stereo_depth_ros.evaluation.datasets import SKIMAGE_MOTORCYCLE_CAMERA  # no
 from stereo_depth_ros.models import cross_modal  # noqa: E402
 from stereo_depth_ros.ros import conversions  # noqa: E402
 from stereo_depth_ros.ros.cross_modal_node import PARAMETER_SPECS, CrossModalNode  # noqa: E402
+from stereo_depth_ros.ros.stereo_node import mask_disparity  # noqa: E402
 from ros_rig import NodeRig, closing_factory, ros_context  # noqa: E402
 
 DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID", "62"))
@@ -60,8 +61,13 @@ def nir_rgb(motorcycle_small):
     return cv2.cvtColor(left, cv2.COLOR_BGR2GRAY), right
 
 
+def camera_infos_camera():
+    """The calibration :func:`camera_infos` publishes (scikit-image's Motorcycle at 1/4 size)."""
+    return SKIMAGE_MOTORCYCLE_CAMERA.scaled(0.25)
+
+
 def camera_infos(width, height, stamp):
-    camera = SKIMAGE_MOTORCYCLE_CAMERA.scaled(0.25)
+    camera = camera_infos_camera()
     return conversions.stereo_camera_info_messages(camera, width, height, Header(stamp=stamp, frame_id=FRAME_ID))
 
 
@@ -99,10 +105,25 @@ def image_message(pixels, encoding, seconds):
     return conversions.numpy_to_image(pixels, encoding, Header(stamp=Time(sec=seconds), frame_id=FRAME_ID))
 
 
-def offline_pseudo_rgb(weights, nir) -> np.ndarray:
-    """What the generator gives offline, as the RGB image the node publishes."""
+@pytest.fixture(scope="module")
+def nir_generator_weights(tmp_path_factory) -> Path:
+    """An untrained RGB -> NIR generator (fixed seed)."""
+    import torch
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("cross_modal_nir") / "rgb_to_nir.safetensors"
+    cross_modal.save_generator(cross_modal.build_generator({"out_channels": 1}), path, direction="rgb-to-nir")
+    return path
+
+
+def offline_pseudo_rgb(weights, nir, matched_to=None) -> np.ndarray:
+    """What the generator gives offline (given the histograms of ``matched_to``, BGR, when set), as the RGB image
+    the node publishes."""
     translator = cross_modal.CrossModalEstimator("nir-to-rgb", weights=weights, backend="torch")
-    return translator.translate(nir)[..., ::-1]
+    pseudo = translator.translate(nir)
+    if matched_to is not None:
+        pseudo = cross_modal.match_colour_histograms(pseudo, matched_to)
+    return pseudo[..., ::-1]
 
 
 def check_pseudo_rgb(msg, stamp, expected_rgb):
@@ -145,7 +166,9 @@ def test_pair_mode_publishes_pseudo_rgb_disparity_depth_and_points(rig_factory, 
     rig.publish({"left/image_rect": image_message(nir, "mono8", 5),
                  "right/image_rect": image_message(np.ascontiguousarray(rgb[..., ::-1]), "rgb8", 5),
                  "left/camera_info": left_info, "right/camera_info": right_info})
-    check_pseudo_rgb(rig.wait_for("pseudo_rgb", stamp), stamp, offline_pseudo_rgb(generator_weights, nir))
+    # the default pair_modality, pseudo-rgb-matched: the pseudo-RGB with the RGB view's histograms
+    assert rig.node.pair_modality == "pseudo-rgb-matched" and rig.node.nir_translator is None
+    check_pseudo_rgb(rig.wait_for("pseudo_rgb", stamp), stamp, offline_pseudo_rgb(generator_weights, nir, rgb))
     disparity = rig.wait_for("disparity", stamp)
     assert disparity is not None, rig.node.last_problem
     camera = SKIMAGE_MOTORCYCLE_CAMERA.scaled(0.25)
@@ -160,6 +183,38 @@ def test_pair_mode_publishes_pseudo_rgb_disparity_depth_and_points(rig_factory, 
     points = conversions.point_cloud2_to_array(cloud)
     finite = np.isfinite(depth)
     np.testing.assert_allclose(points["z"][finite], depth[finite], rtol=1e-5)
+
+
+@pytest.mark.parametrize("modality", ["pseudo-rgb", "pseudo-rgb-matched", "pseudo-nir"])
+def test_pair_modality_feeds_the_stereo_network_the_translated_pair(rig_factory, generator_weights,
+                                                                     nir_generator_weights, nir_rgb, modality):
+    from stereo_depth_ros.models.registry import create_estimator
+
+    nir, rgb = nir_rgb
+    height, width = nir.shape
+    rig = rig_factory({"translation_weights": str(generator_weights), "input_mode": "nir-rgb-pair",
+                       "pair_modality": modality, "nir_translation_weights": str(nir_generator_weights)},
+                      outputs=("pseudo_rgb", "disparity"))
+    stamp = Time(sec=6)
+    left_info, right_info = camera_infos(width, height, stamp)
+    rig.publish({"left/image_rect": image_message(nir, "mono8", 6), "right/image_rect": image_message(rgb, "bgr8", 6),
+                 "left/camera_info": left_info, "right/camera_info": right_info})
+    # pseudo_rgb: the left view the stereo network saw, or with pseudo-nir the plain translation of the NIR view
+    check_pseudo_rgb(rig.wait_for("pseudo_rgb", stamp), stamp, offline_pseudo_rgb(
+        generator_weights, nir, rgb if modality == "pseudo-rgb-matched" else None))
+    msg = rig.wait_for("disparity", stamp)
+    assert msg is not None, rig.node.last_problem
+    to_rgb = cross_modal.CrossModalEstimator("nir-to-rgb", weights=generator_weights, backend="torch")
+    to_nir = cross_modal.CrossModalEstimator("rgb-to-nir", weights=nir_generator_weights, backend="torch")
+    left, right = cross_modal.same_modality_pair(nir, rgb, modality, to_rgb, to_nir)
+    offline = create_estimator("coarse-to-fine").estimate(left, right)[-1]
+    # as the stereo node publishes it: d = x_l - x_r - (cx_l - cx_r), NaN below 1 px and outside the right view
+    expected = mask_disparity(offline, camera_infos_camera().principal_point_offset, 1.0)[1]
+    published = conversions.image_to_numpy(msg.image)
+    valid = np.isfinite(expected)
+    assert valid.sum() > 1000  # untrained generators: a poor match, but thousands of pixels to compare
+    np.testing.assert_array_equal(np.isfinite(published), valid)
+    np.testing.assert_allclose(published[valid], expected[valid], atol=1e-3)
 
 
 def test_bad_input_gets_clear_problems_and_no_crash(rig_factory, generator_weights, nir_rgb):
@@ -213,6 +268,15 @@ def test_bad_parameters_fail_at_start_up(context, generator_weights):
     with pytest.raises(WeightsError, match="missing.safetensors"):
         CrossModalNode(context=context, parameter_overrides=[
             Parameter("translation_weights", value="/nonexistent/missing.safetensors")])
+    with pytest.raises(WeightsError, match="missing_nir.safetensors"):
+        CrossModalNode(context=context, parameter_overrides=[
+            Parameter("translation_weights", value=str(generator_weights)), Parameter("backend", value="torch"),
+            Parameter("input_mode", value="nir-rgb-pair"), Parameter("pair_modality", value="pseudo-nir"),
+            Parameter("nir_translation_weights", value="/nonexistent/missing_nir.safetensors")])
+    with pytest.raises(ValueError, match="pair_modality"):
+        CrossModalNode(context=context, parameter_overrides=[
+            Parameter("translation_weights", value=str(generator_weights)), Parameter("backend", value="torch"),
+            Parameter("input_mode", value="nir-rgb-pair"), Parameter("pair_modality", value="nir")])
 
 
 def test_bringup_config_and_interface_document():

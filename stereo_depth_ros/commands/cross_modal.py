@@ -23,8 +23,12 @@ depth to what RGB gives, not how right any depth is.
 
 ``eval-cross-spectral``: rectified RGB stereo pairs with GT disparity (BDIS synthetic sets 32 and 33, Middlebury
 2003 cones and teddy, Middlebury 2014 Motorcycle quarter size); the left view is turned into NIR by the
-``cyclegan-rgb-to-nir`` generator (a simulated NIR camera), and the packaged ``coarse-to-fine`` stereo network's EPE
-is measured on (NIR, RGB), on (pseudo-RGB from that NIR, RGB) and on (RGB, RGB) as the upper bound.
+``cyclegan-rgb-to-nir`` generator (a simulated NIR camera). With ``--real-nir DIR`` also real aligned NIR/RGB
+photographs made into stereo pairs by a known shift (:func:`shifted_real_pairs`). The stereo method (``--method``:
+the packaged ``coarse-to-fine`` network, final stage, or SGBM) is scored by EPE (and density) on (NIR, RGB), on the
+NIR given the RGB view's histograms, on the pair in each modality of
+:func:`stereo_depth_ros.models.cross_modal.same_modality_pair` (what ``cross_modal_node`` matches) and on (RGB, RGB)
+as the upper bound.
 
 stdout carries only the result (a markdown table, or with ``--json`` exactly one JSON document); progress goes to
 stderr.
@@ -48,13 +52,24 @@ from stereo_depth_ros.evaluation.cross_modal_metrics import apply_linear_colour,
 from stereo_depth_ros.evaluation.datasets import default_data_root
 from stereo_depth_ros.evaluation.depth_metrics import depth_metrics
 from stereo_depth_ros.images import read_image
+from stereo_depth_ros.models.cross_modal import PAIR_MODALITIES, match_colour_histograms, nir_to_grey, \
+    same_modality_pair
 
 METHODS = ("replicated-nir", "linear-colour", "pseudo-rgb")
 ROW_FIELDS = ("method", "psnr_db", "ssim", "angular_error_deg", "depth_abs_rel", "depth_delta1")
 DATA_ENV = "STEREO_DEPTH_ROS_NIR_RGB"
 SPECTRAL_SETS = ("bdis-synthetic-32", "bdis-synthetic-33", "middlebury2003-cones", "middlebury2003-teddy",
                  "middlebury2014-motorcycle-q")
-SPECTRAL_PAIRS = ("nir-rgb", "pseudo-rgb-rgb", "rgb-rgb")
+#: The stereo inputs eval-cross-spectral scores, left view first: the raw NIR, the NIR given the RGB view's
+#: histograms, the three modalities of models.cross_modal.same_modality_pair, and (RGB, RGB), the upper bound.
+PAIR_KEYS = {"pseudo-rgb": "pseudo-rgb-rgb", "pseudo-rgb-matched": "pseudo-rgb-matched-rgb",
+             "pseudo-nir": "nir-pseudo-nir"}
+SPECTRAL_PAIRS = ("nir-rgb", "nir-matched-rgb", *PAIR_KEYS.values(), "rgb-rgb")
+SPECTRAL_HEADINGS = {"nir-rgb": "(NIR, RGB)", "nir-matched-rgb": "(NIR matched, RGB)",
+                     "pseudo-rgb-rgb": "(pseudo-RGB, RGB)", "pseudo-rgb-matched-rgb": "(pseudo-RGB matched, RGB)",
+                     "nir-pseudo-nir": "(NIR, pseudo-NIR)", "rgb-rgb": "(RGB, RGB)"}
+REAL_SHIFT_PX = 16
+SPECTRAL_METHODS = ("coarse-to-fine", "sgbm")
 MIN_DEPTH = 1e-6  # relative depth: only its ratio to the reference counts (median scaling)
 
 
@@ -82,15 +97,28 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     modal.add_argument("--json", action="store_true", help="print exactly one JSON document instead of a table")
     modal.set_defaults(run=_run_cross_modal)
 
-    spectral = sub.add_parser("eval-cross-spectral", help="stereo EPE on simulated NIR/RGB pairs: (NIR, RGB), "
-                                                          "(pseudo-RGB, RGB), (RGB, RGB)",
+    spectral = sub.add_parser("eval-cross-spectral", help="stereo EPE on NIR/RGB pairs (simulated NIR, or real NIR "
+                                                          "shifted by a known disparity) in every pair modality",
                               description="Turn the left view of GT stereo pairs into NIR with the rgb-to-nir "
-                                          "generator and measure the stereo network's EPE (docs/cross_modal.md).")
-    spectral.add_argument("--sets", nargs="+", default=list(SPECTRAL_SETS), help="registered sets with GT disparity")
+                                          "generator (and, with --real-nir, shift real aligned NIR/RGB photographs "
+                                          "by a known disparity) and measure the stereo EPE on the raw pair, in "
+                                          "each modality of cross_modal_node's pair_modality and on (RGB, RGB) "
+                                          "(docs/cross_modal.md).")
+    spectral.add_argument("--sets", nargs="*", default=list(SPECTRAL_SETS), help="registered sets with GT disparity "
+                                                                                "(none: only --real-nir)")
     spectral.add_argument("--data-root", help="folder holding the registered sets (default ../shared/data)")
     spectral.add_argument("--limit", type=int, help="first N pairs of each set only")
     spectral.add_argument("--nir-weights", metavar="PATH", help="rgb-to-nir generator (default: packaged)")
     spectral.add_argument("--rgb-weights", metavar="PATH", help="nir-to-rgb generator (default: packaged)")
+    spectral.add_argument("--real-nir", metavar="DIR", help="also score real aligned NIR/RGB photographs (e.g. "
+                                                            "../shared/data/nir_rgb/indoor) made into stereo pairs "
+                                                            "by a known shift")
+    spectral.add_argument("--shift", type=int, default=REAL_SHIFT_PX, help="that shift, the GT disparity in pixels "
+                                                                           f"(default {REAL_SHIFT_PX})")
+    spectral.add_argument("--pixel-aligned", action="store_true", help="the --real-nir photographs are pixel-aligned "
+                                                                       "already (nir_rgb/country: no matrices)")
+    spectral.add_argument("--method", default="coarse-to-fine", choices=SPECTRAL_METHODS,
+                          help="stereo method (default the packaged network; sgbm: OpenCV SGBM)")
     spectral.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
     spectral.add_argument("--json", action="store_true", help="print exactly one JSON document instead of a table")
     spectral.set_defaults(run=_run_cross_spectral)
@@ -244,61 +272,132 @@ def _run_cross_modal(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_weights=None, rgb_weights=None,
-                            backend: str = "auto") -> dict:
-    """Run the ``eval-cross-spectral`` protocol (module docstring).
+def shifted_real_pairs(folder: str | Path, shift_px: int, short_side: int | None = 256,
+                       limit: int | None = None, pixel_aligned: bool = False) -> list[dict]:
+    """Real NIR/RGB stereo pairs with exact ground truth, made from aligned NIR/RGB photographs by a known shift.
+
+    Each aligned pair (:func:`~stereo_depth_ros.data.nir_rgb.read_aligned_pairs`, at ``short_side`` as
+    ``eval-cross-modal``) of width W gives the left view ``NIR[:, :W - s]`` (and its RGB, ``RGB[:, :W - s]``, for
+    the upper bound) and the right view ``RGB[:, s:]``: the scene point at left column x is at right column x - s,
+    so the GT disparity is ``s`` (pixels) wherever the warped RGB is valid and x >= s, NaN elsewhere.
+    ``pixel_aligned``: the photographs need no warp (``nir_rgb/country``; ``read_aligned_pairs``). The appearance
+    difference between the views is that of a real NIR and a real RGB camera; the geometry (one fronto-parallel
+    plane) is not a real scene's, and the affine alignment of the photographs is good to about a pixel.
 
     Returns:
-        ``{"rows": [{"set", "pairs", "nir-rgb", "pseudo-rgb-rgb", "rgb-rgb"} (EPE in pixels, means over the set's
-        pairs), ..., {"set": "all", ...} (mean over every pair)], "frames": [...]}``.
+        ``[{"name", "nir" (h, w - s) uint8, "left_rgb" (h, w - s, 3) uint8 BGR, "right_rgb" (h, w - s, 3) uint8 BGR,
+        "gt_disparity" (h, w - s) float32}, ...]``.
 
     Raises:
-        FileNotFoundError: for a missing set; ValueError: for an unknown set or a bad limit.
+        FileNotFoundError: for a missing folder or pair; ValueError: for a shift that is not a positive integer
+            smaller than half the downscaled width.
+    """
+    _check_positive(shift_px, "shift")
+    result = []
+    for pair in read_aligned_pairs(folder, limit, pixel_aligned):
+        nir, rgb, valid = downscale_aligned_pair(pair, short_side)
+        width = nir.shape[1]
+        if 2 * shift_px >= width:
+            raise ValueError(f"shift {shift_px} px must be less than half the width of pair {pair.name} "
+                             f"({width} px at short side {short_side})")
+        gt = np.full((nir.shape[0], width - shift_px), float(shift_px), np.float32)
+        gt[:, :shift_px] = np.nan
+        gt[~(valid[:, :width - shift_px] & valid[:, shift_px:])] = np.nan
+        result.append({"name": f"{Path(folder).name}/{pair.name}", "nir": nir[:, :width - shift_px],
+                       "left_rgb": rgb[:, :width - shift_px], "right_rgb": rgb[:, shift_px:], "gt_disparity": gt})
+    return result
+
+
+def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_weights=None, rgb_weights=None,
+                            backend: str = "auto", real_nir=None, shift_px: int = REAL_SHIFT_PX,
+                            pixel_aligned: bool = False, method: str = "coarse-to-fine") -> dict:
+    """Run the ``eval-cross-spectral`` protocol (module docstring).
+
+    Args:
+        sets: registered GT sets whose left view becomes simulated NIR.
+        real_nir: optional folder of aligned NIR/RGB photographs (``nir_rgb/indoor``) scored as real NIR/RGB pairs
+            with a known shift of ``shift_px`` pixels (:func:`shifted_real_pairs`), set name
+            ``"<folder>-shift<s>"``; ``pixel_aligned`` for photographs that need no warp.
+        method: the stereo method, ``"coarse-to-fine"`` (the packaged network, final stage) or ``"sgbm"`` (OpenCV
+            SGBM as the stereo node runs it; its EPE is on the pixels where it has a value, see the density).
+
+    Returns:
+        ``{"rows": [{"set", "pairs", and for each key of SPECTRAL_PAIRS its EPE in pixels and, as
+        ``"density:<key>"``, the percentage of GT-valid pixels with a disparity}, ..., {"set": "all", ...}
+        (mean over every pair of the simulated sets)], "frames": [...]}``. The real set's row comes after "all".
+
+    Raises:
+        FileNotFoundError: for a missing set; ValueError: for an unknown set, a bad limit or shift.
     """
     from stereo_depth_ros.evaluation.datasets import open_dataset
-    from stereo_depth_ros.evaluation.metrics import epe_px
+    from stereo_depth_ros.evaluation.metrics import density_pct, epe_px
     from stereo_depth_ros.models.registry import create_estimator
 
     _check_positive(limit, "limit")
+    if method not in SPECTRAL_METHODS:
+        raise ValueError(f"unknown stereo method {method!r}; expected one of {', '.join(SPECTRAL_METHODS)}")
     to_nir = create_estimator("cyclegan-rgb-to-nir", weights=nir_weights, backend=backend)
     to_rgb = create_estimator("cyclegan-nir-to-rgb", weights=rgb_weights, backend=backend)
-    stereo = create_estimator("coarse-to-fine", backend=backend)
-    frames = []
-    rows = []
+    stereo = create_estimator(method) if method == "sgbm" else create_estimator(method, backend=backend)
+
+    def score(set_name: str, name: str, nir, left_rgb, right_rgb, gt, valid=None) -> dict:
+        nir_bgr = np.repeat(nir_to_grey(nir)[..., None], 3, axis=2)
+        views = {"nir-rgb": (nir_bgr, right_rgb),
+                 "nir-matched-rgb": (match_colour_histograms(nir_bgr, right_rgb), right_rgb),
+                 **{PAIR_KEYS[modality]: same_modality_pair(nir, right_rgb, modality, to_rgb, to_nir)
+                    for modality in PAIR_MODALITIES},
+                 "rgb-rgb": (left_rgb, right_rgb)}
+        row = {"set": set_name, "pair": name}
+        for key, (left, right) in views.items():
+            disparity = stereo.estimate(left, right)[-1]
+            row[key] = epe_px(disparity, gt, valid)
+            row[f"density:{key}"] = density_pct(disparity, gt, valid)
+        _progress(f"  {name}: " + ", ".join(f"{key} {row[key]:.2f} px" for key in SPECTRAL_PAIRS))
+        return row
+
+    fields = [*SPECTRAL_PAIRS, *(f"density:{key}" for key in SPECTRAL_PAIRS)]
+
+    def summary(set_name: str, mine: list[dict]) -> dict:
+        return {"set": set_name, "pairs": len(mine), **{f: float(np.nanmean([r[f] for r in mine])) for f in fields}}
+
+    frames, rows = [], []
     for name in sets:
         dataset = open_dataset(name, data_root).limit(limit)
-        mine = []
-        for sample in dataset:
-            nir = to_nir.predict(sample.left_bgr)["image"]
-            pseudo = to_rgb.predict(nir)["image"]
-            lefts = {"nir-rgb": nir, "pseudo-rgb-rgb": pseudo, "rgb-rgb": sample.left_bgr}
-            row = {"set": name, "pair": sample.name}
-            for key, left in lefts.items():
-                disparity = stereo.estimate(left, sample.right_bgr)[-1]
-                row[key] = epe_px(disparity, sample.gt_disparity, sample.valid)
-            mine.append(row)
-            _progress(f"  {sample.name}: " + ", ".join(f"{key} {row[key]:.2f} px" for key in SPECTRAL_PAIRS))
+        mine = [score(name, sample.name, to_nir.predict(sample.left_bgr)["image"], sample.left_bgr,
+                      sample.right_bgr, sample.gt_disparity, sample.valid) for sample in dataset]
         frames.extend(mine)
-        rows.append({"set": name, "pairs": len(mine),
-                     **{key: float(np.nanmean([r[key] for r in mine])) for key in SPECTRAL_PAIRS}})
-    rows.append({"set": "all", "pairs": len(frames),
-                 **{key: float(np.nanmean([r[key] for r in frames])) for key in SPECTRAL_PAIRS}})
+        rows.append(summary(name, mine))
+    if sets:
+        rows.append(summary("all", frames))
+    if real_nir is not None:
+        real_name = f"{Path(real_nir).name}-shift{shift_px}"
+        _progress(f"eval-cross-spectral: real NIR/RGB pairs of {real_nir}, shifted by {shift_px} px")
+        mine = [score(real_name, pair["name"], pair["nir"], pair["left_rgb"], pair["right_rgb"], pair["gt_disparity"])
+                for pair in shifted_real_pairs(real_nir, shift_px, limit=limit, pixel_aligned=pixel_aligned)]
+        frames.extend(mine)
+        rows.append(summary(real_name, mine))
     return {"rows": rows, "frames": frames}
 
 
 def _run_cross_spectral(args: argparse.Namespace) -> int:
     result = evaluate_cross_spectral(args.sets, args.data_root, args.limit, args.nir_weights, args.rgb_weights,
-                                     args.backend)
+                                     args.backend, args.real_nir, args.shift, args.pixel_aligned,
+                                     args.method)
     if args.json:
-        rows = [{"set": row["set"], "pairs": row["pairs"], **{f"epe_px_{key.replace('-', '_')}":
-                                                               _json_number(row[key]) for key in SPECTRAL_PAIRS}}
+        rows = [{"set": row["set"], "pairs": row["pairs"],
+                 **{f"epe_px_{key.replace('-', '_')}": _json_number(row[key]) for key in SPECTRAL_PAIRS},
+                 **{f"density_pct_{key.replace('-', '_')}": _json_number(row[f"density:{key}"])
+                    for key in SPECTRAL_PAIRS}}
                 for row in result["rows"]]
         print(json.dumps({"rows": rows}, indent=2, allow_nan=False))
     else:
-        print("Stereo EPE (px, coarse-to-fine, final stage) with the left view turned into NIR by cyclegan-rgb-to-nir")
-        print("| set | pairs | (NIR, RGB) | (pseudo-RGB, RGB) | (RGB, RGB) |")
-        print("|---|---|---|---|---|")
+        dense = args.method != "sgbm"
+        print(f"Stereo EPE (px, {args.method}{', final stage' if dense else ', on its pixels (density %)'}); "
+              "simulated sets: the left view turned into NIR by cyclegan-rgb-to-nir")
+        print("| set | pairs | " + " | ".join(SPECTRAL_HEADINGS[key] for key in SPECTRAL_PAIRS) + " |")
+        print("|---|---|" + "---|" * len(SPECTRAL_PAIRS))
         for row in result["rows"]:
-            print(f"| {row['set']} | {row['pairs']} | " + " | ".join(f"{row[key]:.2f}" for key in SPECTRAL_PAIRS)
-                  + " |")
+            cells = [f"{row[key]:.2f}" + ("" if dense else f" ({row[f'density:{key}']:.0f} %)")
+                     for key in SPECTRAL_PAIRS]
+            print(f"| {row['set']} | {row['pairs']} | " + " | ".join(cells) + " |")
     return 0

@@ -164,7 +164,8 @@ class AlignedNirRgbPair:
     matrix: np.ndarray
 
 
-def read_aligned_pairs(folder: str | Path, limit: int | None = None) -> list[AlignedNirRgbPair]:
+def read_aligned_pairs(folder: str | Path, limit: int | None = None, pixel_aligned: bool = False
+                       ) -> list[AlignedNirRgbPair]:
     """Read and align the held-out pairs of ``folder`` (``NNNN_nir.jpg``, ``NNNN_rgb.jpg``, ``NNNN_nir.npy``).
 
     The RGB is warped with ``cv2.warpAffine(rgb, M, (w, h))`` (bilinear; w, h the NIR's size); ``valid`` is where the
@@ -174,6 +175,8 @@ def read_aligned_pairs(folder: str | Path, limit: int | None = None) -> list[Ali
     Args:
         folder: the scene folder (e.g. ``../shared/data/nir_rgb/indoor``).
         limit: read only the first ``limit`` pairs (None: all).
+        pixel_aligned: the pairs are pixel-aligned already (``nir_rgb/country``): M is the identity, no ``.npy``
+            is read, and the images must share one size.
 
     Raises:
         FileNotFoundError: for a missing folder, no pairs, or a pair without its ``.npy`` matrix.
@@ -186,16 +189,22 @@ def read_aligned_pairs(folder: str | Path, limit: int | None = None) -> list[Ali
         pairs = pairs[:limit]
     result = []
     for nir_path, rgb_path in pairs:
-        matrix_path = nir_path.with_suffix(".npy")
-        if not matrix_path.is_file():
-            raise FileNotFoundError(f"affine matrix {matrix_path} of {nir_path.name} is missing")
-        matrix = np.load(matrix_path, allow_pickle=False)
-        if matrix.shape != (2, 3) or not np.all(np.isfinite(matrix)):
-            raise ValueError(f"{matrix_path} must hold a finite 2x3 affine matrix, got shape {matrix.shape}")
-        matrix = matrix.astype(np.float64)
         nir = read_image(nir_path, cv2.IMREAD_GRAYSCALE, "NIR image")
         rgb = read_image(rgb_path, cv2.IMREAD_COLOR, "RGB image")
         height, width = nir.shape
+        if pixel_aligned:
+            if rgb.shape[:2] != nir.shape:
+                raise ValueError(f"pixel-aligned pair {nir_path.name}: the RGB is {rgb.shape[1]} x {rgb.shape[0]}, "
+                                 f"the NIR {width} x {height}")
+            matrix = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        else:
+            matrix_path = nir_path.with_suffix(".npy")
+            if not matrix_path.is_file():
+                raise FileNotFoundError(f"affine matrix {matrix_path} of {nir_path.name} is missing")
+            matrix = np.load(matrix_path, allow_pickle=False)
+            if matrix.shape != (2, 3) or not np.all(np.isfinite(matrix)):
+                raise ValueError(f"{matrix_path} must hold a finite 2x3 affine matrix, got shape {matrix.shape}")
+            matrix = matrix.astype(np.float64)
         warped = cv2.warpAffine(rgb, matrix, (width, height), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         ones = cv2.warpAffine(np.ones(rgb.shape[:2], np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR,

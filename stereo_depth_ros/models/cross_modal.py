@@ -45,7 +45,8 @@ from stereo_depth_ros.models.base import Estimator, check_image_size
 
 __all__ = ["ARCHITECTURE", "DIRECTIONS", "DEFAULT_GENERATOR_CONFIG", "DEFAULT_DISCRIMINATOR_CONFIG", "SIZE_MULTIPLE",
            "ResnetGenerator", "PatchDiscriminator", "ImagePool", "build_generator", "build_discriminator",
-           "save_generator", "load_generator", "nir_to_grey", "CrossModalEstimator", "lsgan_loss"]
+           "save_generator", "load_generator", "nir_to_grey", "CrossModalEstimator", "lsgan_loss",
+           "PAIR_MODALITIES", "match_colour_histograms", "same_modality_pair"]
 
 ARCHITECTURE = "cyclegan-resnet-generator/v1"
 DIRECTIONS = ("nir-to-rgb", "rgb-to-nir")
@@ -55,6 +56,9 @@ MIN_SIZE = 16          # smallest padded side: the residual blocks' reflection p
 DEFAULT_GENERATOR_CONFIG = {"in_channels": 3, "out_channels": 3, "base_channels": 24, "residual_blocks": 5,
                             "input_skip": False}
 DEFAULT_DISCRIMINATOR_CONFIG = {"in_channels": 3, "base_channels": 16}
+#: How a rectified NIR (left) + RGB (right) pair is brought into one modality before stereo matching
+#: (:func:`same_modality_pair`).
+PAIR_MODALITIES = ("pseudo-rgb", "pseudo-rgb-matched", "pseudo-nir")
 # the output channels of each direction's generator (NIR is one channel, replicated to 3)
 DIRECTION_OUT_CHANNELS = {"nir-to-rgb": 3, "rgb-to-nir": 1}
 
@@ -469,3 +473,85 @@ class CrossModalEstimator(Estimator):
 def create_estimator(direction: str, name: str, **options) -> CrossModalEstimator:
     """Build a :class:`CrossModalEstimator` (the registry's build function)."""
     return CrossModalEstimator(direction=direction, name=name, **options)
+
+
+def match_colour_histograms(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Give each colour channel of ``image`` the histogram of the same channel of ``reference``
+    (``skimage.exposure.match_histograms(..., channel_axis=-1)``: classical histogram specification, Gonzalez and
+    Woods, "Digital Image Processing", section 3.3.2).
+
+    A grey image (three equal channels) comes out coloured: each channel gets its own monotonic tone curve, so a
+    pixel's colour follows the reference's colour at the same intensity rank. Used on the NIR view of a NIR/RGB
+    stereo pair with the RGB view as the reference (:func:`same_modality_pair`); the two views see the same scene, so
+    their global colour distributions agree up to occlusions and the image borders.
+
+    Args:
+        image: (H, W, 3) uint8 (BGR).
+        reference: (H2, W2, 3) uint8 in the same channel order; any size.
+
+    Returns:
+        (H, W, 3) uint8: ``image`` with the reference's per-channel histograms.
+
+    Raises:
+        ValueError: for an image or reference that is not a non-empty (H, W, 3) uint8 array (naming it).
+
+    Example:
+        >>> grey = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
+        >>> reddish = np.dstack([grey[..., 0] // 2, grey[..., 0] // 2, grey[..., 0]])  # BGR: red strongest
+        >>> matched = match_colour_histograms(grey, reddish)
+        >>> bool((matched[..., 2] >= matched[..., 0]).all()), int(matched[..., 0].max())
+        (True, 127)
+    """
+    from skimage.exposure import match_histograms
+
+    check_image(image, "image")
+    check_image(reference, "reference image")
+    matched = match_histograms(image, reference, channel_axis=-1)
+    return np.clip(np.round(matched), 0, 255).astype(np.uint8)
+
+
+def same_modality_pair(nir: np.ndarray, rgb: np.ndarray, modality: str, to_rgb=None, to_nir=None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Bring a rectified NIR (left) + RGB (right) stereo pair into one modality for a stereo network trained on
+    colour pairs (paper 004 section 3.5: translate "both views into the same modality, then estimate depth").
+
+    Modalities (:data:`PAIR_MODALITIES`):
+
+    - ``"pseudo-rgb"``: (pseudo-RGB of the NIR view, RGB), the paper's NIR -> RGB direction;
+    - ``"pseudo-rgb-matched"``: the same, the pseudo-RGB then given the RGB view's per-channel histograms
+      (:func:`match_colour_histograms`; beyond the paper: it removes the generator's global colour cast, which a
+      stereo network trained on colour pairs reads as a mismatch);
+    - ``"pseudo-nir"``: (NIR, the RGB view translated to NIR), the other direction; both views grey.
+
+    Args:
+        nir: the NIR view, (H, W) uint8 or uint16 or (H, W, 3) uint8 grey (:func:`nir_to_grey`).
+        rgb: the RGB view, (H, W, 3) uint8 BGR, the same size.
+        modality: one of :data:`PAIR_MODALITIES`.
+        to_rgb: NIR -> RGB estimator (``create_estimator("cyclegan-nir-to-rgb")``); needed for the two pseudo-RGB
+            modalities.
+        to_nir: RGB -> NIR estimator (``create_estimator("cyclegan-rgb-to-nir")``); needed for ``"pseudo-nir"``.
+
+    Returns:
+        ``(left, right)``: two (H, W, 3) uint8 BGR images for the stereo network.
+
+    Raises:
+        ValueError: for an unknown modality, a missing estimator, views of different sizes or bad images (naming
+            them).
+    """
+    if modality not in PAIR_MODALITIES:
+        raise ValueError(f"unknown NIR/RGB pair modality {modality!r}; expected one of {', '.join(PAIR_MODALITIES)}")
+    grey = nir_to_grey(nir)
+    check_image(rgb, "RGB image")
+    if grey.shape[:2] != rgb.shape[:2]:
+        raise ValueError(f"the NIR and RGB views differ in size: {grey.shape[1]} x {grey.shape[0]} vs "
+                         f"{rgb.shape[1]} x {rgb.shape[0]}")
+    needed = to_nir if modality == "pseudo-nir" else to_rgb
+    if needed is None:
+        raise ValueError(f"modality {modality!r} needs the "
+                         f"{'rgb-to-nir' if modality == 'pseudo-nir' else 'nir-to-rgb'} estimator")
+    if modality == "pseudo-nir":
+        return np.repeat(grey[..., None], 3, axis=2), needed.predict(rgb)[OUTPUT_KIND]
+    pseudo = needed.predict(grey)[OUTPUT_KIND]
+    if modality == "pseudo-rgb-matched":
+        pseudo = match_colour_histograms(pseudo, rgb)
+    return pseudo, rgb

@@ -14,8 +14,13 @@ trained on RGB run. Two input modes (parameter ``input_mode``, read-only after s
   :func:`~stereo_depth_ros.ros.mono_node.apply_depth_limits` (``min_depth``, ``max_depth``).
 - ``"nir-rgb-pair"``: the paper's rig, one NIR and one RGB camera as a rectified stereo pair: in
   ``left/image_rect`` (NIR, ``mono8``/``mono16``), ``right/image_rect`` (RGB, ``rgb8``/``bgr8``),
-  ``left/camera_info``, ``right/camera_info``. The NIR view is translated to pseudo-RGB and the stereo network runs
-  on (pseudo-RGB, RGB). Out ``pseudo_rgb`` and ``disparity``, ``disparity/image``, ``depth`` and ``points2``
+  ``left/camera_info``, ``right/camera_info``. The pair is brought into one modality
+  (:func:`stereo_depth_ros.models.cross_modal.same_modality_pair`, parameter ``pair_modality``): by default the NIR
+  view is translated to pseudo-RGB and given the RGB view's per-channel histograms (``"pseudo-rgb-matched"``), and
+  the stereo network runs on (pseudo-RGB, RGB); ``"pseudo-rgb"`` skips the histogram step, ``"pseudo-nir"``
+  translates the RGB view to NIR instead (``pseudo_rgb`` is then the plain translation of the NIR view, made only
+  while it has a subscriber). Out ``pseudo_rgb`` (the left view the stereo network saw, in the pseudo-RGB
+  modalities) and ``disparity``, ``disparity/image``, ``depth`` and ``points2``
   exactly as :class:`~stereo_depth_ros.ros.stereo_node.StereoDepthNode` publishes them: this node *is* a stereo
   node (a subclass) whose input conversion translates the NIR view first, so the stereo parameters (``method``,
   ``weights``, ``min_disparity``, ``min_depth``, ``max_depth``, ...) and any output the stereo node gains apply
@@ -37,6 +42,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from stereo_depth_ros.models.cross_modal import PAIR_MODALITIES, same_modality_pair
 from stereo_depth_ros.models.registry import create_estimator
 from stereo_depth_ros.ros import conversions
 from stereo_depth_ros.ros.conversions import InputError
@@ -49,6 +55,8 @@ from stereo_depth_ros.ros.stereo_node import StereoDepthNode
 DEFAULT_NODE_NAME = "cross_modal_node"
 INPUT_MODES = ("nir", "nir-rgb-pair")
 TRANSLATION_MODEL = "cyclegan-nir-to-rgb"
+NIR_TRANSLATION_MODEL = "cyclegan-rgb-to-nir"
+DEFAULT_PAIR_MODALITY = "pseudo-rgb-matched"
 DEFAULT_DEPTH_MODEL = "dispnet-subpixel"
 NIR_ENCODINGS = ("mono8", "mono16")
 RGB_ENCODINGS = ("rgb8", "bgr8")
@@ -65,6 +73,13 @@ CROSS_MODAL_PARAMETERS: tuple[ParameterSpec, ...] = (
                   "disparity, depth and points2 on (pseudo-RGB, RGB).", read_only=True, choices=INPUT_MODES),
     ParameterSpec("translation_weights", "", "NIR -> RGB generator weights (safetensors, "
                   "cross_modal.save_generator); empty = the packaged cyclegan-nir-to-rgb weights.", read_only=True),
+    ParameterSpec("pair_modality", DEFAULT_PAIR_MODALITY, "nir-rgb-pair mode: how the pair is brought into one "
+                  "modality for the stereo network: pseudo-rgb (pseudo-RGB of the NIR view, RGB), pseudo-rgb-matched "
+                  "(the same, the pseudo-RGB given the RGB view's per-channel histograms; default) or pseudo-nir "
+                  "(NIR, the RGB view translated to NIR). docs/cross_modal.md compares them.", read_only=True,
+                  choices=PAIR_MODALITIES),
+    ParameterSpec("nir_translation_weights", "", "pair_modality pseudo-nir: RGB -> NIR generator weights "
+                  "(safetensors); empty = the packaged cyclegan-rgb-to-nir weights.", read_only=True),
     ParameterSpec("backend", "auto", "Inference backend of the translation and monocular networks: auto "
                   "(onnxruntime on the CPU), torch or onnx.", read_only=True, choices=("auto", "torch", "onnx")),
     ParameterSpec("depth_model", DEFAULT_DEPTH_MODEL, "nir mode: registered monocular depth model run on the "
@@ -117,6 +132,9 @@ class CrossModalNode(StereoDepthNode):
 
     Attributes:
         translator: the NIR -> RGB estimator (``create_estimator("cyclegan-nir-to-rgb", ...)``).
+        pair_modality: the ``pair_modality`` parameter (``"nir-rgb-pair"`` mode).
+        nir_translator: the RGB -> NIR estimator (``"cyclegan-rgb-to-nir"``) for ``pair_modality`` ``"pseudo-nir"``,
+            else None.
         depth_estimator: the monocular estimator (``"nir"`` mode) or None.
         estimator: the stereo estimator (``"nir-rgb-pair"`` mode; the stereo node's).
         counters, problems, last_problem, last_timing: see the base class. Problem kinds: the stereo node's plus
@@ -147,6 +165,8 @@ class CrossModalNode(StereoDepthNode):
         self._buffers: dict[str, Any] = {}
         self.translator = create_estimator(TRANSLATION_MODEL, weights=settings["translation_weights"] or None,
                                            backend=settings["backend"], device=settings["device"])
+        self.pair_modality = settings["pair_modality"]
+        self.nir_translator = None
         self.depth_estimator = None
         if self.mode == "nir":
             self.INPUT_TOPICS = NIR_INPUT_TOPICS_WITH_INFO if settings["with_camera_info"] else NIR_INPUT_TOPICS
@@ -158,10 +178,14 @@ class CrossModalNode(StereoDepthNode):
             described = f"monocular depth {self.depth_estimator.name} ({'metric' if self.metric else 'scale-free'})"
         else:
             self.INPUT_TOPICS = PAIR_INPUT_TOPICS
+            if self.pair_modality == "pseudo-nir":
+                self.nir_translator = create_estimator(
+                    NIR_TRANSLATION_MODEL, weights=settings["nir_translation_weights"] or None,
+                    backend=settings["backend"], device=settings["device"])
             super().setup()
             for topic, msg_type in StereoDepthNode.OUTPUT_TOPICS.items():
                 self.add_output(topic, msg_type)
-            described = f"stereo {self.estimator.name} on (pseudo-RGB, RGB)"
+            described = f"stereo {self.estimator.name} on the pair in modality {self.pair_modality}"
         self.get_logger().info(f"{self.mode} mode: {TRANSLATION_MODEL} (backend {self.translator.backend}) and "
                                f"{described} ready; inputs {', '.join(self.INPUT_TOPICS)}")
 
@@ -169,6 +193,8 @@ class CrossModalNode(StereoDepthNode):
         """Build the backends for this input size on the worker thread: the translation, then the monocular network
         ("nir") or the stereo node's preparation (its estimator and, when wanted, its confidence graph)."""
         self.translator.prepare(height, width)
+        if self.nir_translator is not None:
+            self.nir_translator.prepare(height, width)
         if self.depth_estimator is not None:
             self.depth_estimator.prepare(height, width)
         else:
@@ -180,10 +206,21 @@ class CrossModalNode(StereoDepthNode):
         if self.depth_estimator is not None:
             values["depth"] = f"{self.depth_estimator.name} ({self.depth_estimator.backend})"
         else:
+            values["pair modality"] = self.pair_modality
             values.update(super().diagnostic_values())
         return values
 
     # ------------------------------------------------------------------------------------------------ processing
+
+    def _translation(self, what: str, function, *images: np.ndarray) -> Any:
+        """Run one translation step, timed as "translation"; a failure skips the set as problem "translation"."""
+        with self.timed("translation"):
+            try:
+                return function(*images)
+            except Exception as error:
+                height, width = images[0].shape[:2]
+                raise SkipSet("translation", f"{what} failed on a {width} x {height} NIR image: "
+                                             f"{type(error).__name__}: {error}") from error
 
     def translate(self, nir: np.ndarray) -> np.ndarray:
         """Pseudo-RGB (H, W, 3) uint8 BGR of a NIR image ((H, W) uint8 or uint16).
@@ -191,12 +228,17 @@ class CrossModalNode(StereoDepthNode):
         Raises:
             SkipSet: kind "translation" when the generator fails.
         """
-        with self.timed("translation"):
-            try:
-                return self.translator.predict(nir)["image"]
-            except Exception as error:
-                raise SkipSet("translation", f"{self.translator.name} failed on a {nir.shape[1]} x {nir.shape[0]} "
-                                             f"NIR image: {type(error).__name__}: {error}") from error
+        return self._translation(self.translator.name, lambda image: self.translator.predict(image)["image"], nir)
+
+    def translate_pair(self, nir: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The NIR (left) + RGB (right) pair in the modality ``pair_modality``
+        (:func:`~stereo_depth_ros.models.cross_modal.same_modality_pair`): two (H, W, 3) uint8 BGR images.
+
+        Raises:
+            SkipSet: kind "translation" when a generator fails.
+        """
+        return self._translation(f"pair modality {self.pair_modality}", lambda left, right: same_modality_pair(
+            left, right, self.pair_modality, self.translator, self.nir_translator), nir, rgb)
 
     def _pseudo_rgb_message(self, pseudo_bgr: np.ndarray, header: Header) -> Image:
         with self.timed("build_pseudo_rgb"):
@@ -216,11 +258,13 @@ class CrossModalNode(StereoDepthNode):
         self._pseudo_rgb = None
         stereo_outputs = [t for t in self.output_topics() if t != PSEUDO_RGB_TOPIC]
         if any(self.wanted(topic) for topic in stereo_outputs):
-            outgoing = super().process(inputs)  # calls _convert_inputs, which translates the NIR view
-        else:  # only pseudo_rgb is wanted: no stereo network
+            outgoing = super().process(inputs)  # calls _convert_inputs, which translates the pair
+        else:  # only pseudo_rgb is wanted: no stereo network, and no RGB -> NIR translation
             outgoing = []
             with self.timed("convert_in"):
-                self._convert_inputs(*inputs)
+                nir, rgb = self._decode_pair(*inputs)
+                self._pseudo_rgb = (self.translate(nir) if self.pair_modality == "pseudo-nir"
+                                    else self.translate_pair(nir, rgb)[0])
         if self.wanted(PSEUDO_RGB_TOPIC) and self._pseudo_rgb is not None:
             left_image, left_info = inputs[0], inputs[2]
             header = Header(stamp=left_image.header.stamp,
@@ -228,10 +272,9 @@ class CrossModalNode(StereoDepthNode):
             outgoing.append((PSEUDO_RGB_TOPIC, self._pseudo_rgb_message(self._pseudo_rgb, header)))
         return outgoing
 
-    def _convert_inputs(self, left_image: Image, right_image: Image, left_info: CameraInfo,
-                        right_info: CameraInfo):
-        """The stereo node's input conversion for a NIR (left) + RGB (right) pair: decode and check both, translate
-        the NIR view; returns ``(pseudo-RGB BGR, RGB BGR, calibration)`` for the stereo network.
+    def _decode_pair(self, left_image: Image, right_image: Image, left_info: CameraInfo,
+                     right_info: CameraInfo) -> tuple[np.ndarray, np.ndarray]:
+        """Decode and check a NIR (left) + RGB (right) pair: ``(NIR (H, W) uint8/uint16, RGB (H, W, 3) uint8 BGR)``.
 
         Raises:
             InputError: "encoding" (NIR not mono8/mono16, RGB not rgb8/bgr8), "image_size" (the views differ),
@@ -246,8 +289,24 @@ class CrossModalNode(StereoDepthNode):
                                            f"{right_image.width} x {right_image.height}")
         conversions.check_camera_info_size(left_info, left_image, "left")
         conversions.check_camera_info_size(right_info, right_image, "right")
-        self._pseudo_rgb = self.translate(nir)
-        return self._pseudo_rgb, rgb, conversions.camera_info_calibration(left_info, right_info)
+        return nir, rgb
+
+    def _convert_inputs(self, left_image: Image, right_image: Image, left_info: CameraInfo,
+                        right_info: CameraInfo):
+        """The stereo node's input conversion for a NIR (left) + RGB (right) pair: decode and check both
+        (:meth:`_decode_pair`), bring them into one modality (:meth:`translate_pair`); returns ``(left BGR, right
+        BGR, calibration)`` for the stereo network.
+
+        Raises:
+            InputError: see :meth:`_decode_pair`.
+        """
+        nir, rgb = self._decode_pair(left_image, right_image, left_info, right_info)
+        left, right = self.translate_pair(nir, rgb)
+        if self.pair_modality != "pseudo-nir":
+            self._pseudo_rgb = left
+        elif self.wanted(PSEUDO_RGB_TOPIC):
+            self._pseudo_rgb = self.translate(nir)
+        return left, right, conversions.camera_info_calibration(left_info, right_info)
 
     def _depth_scale(self) -> float:
         """Metres per monocular model unit: the monocular node's rules without stereo alignment."""
