@@ -318,6 +318,17 @@ def test_eval_cross_modal_json_has_exactly_the_fields(shared_data, tiny_weights)
         assert set(row) == {"method", "psnr_db", "ssim", "angular_error_deg", "depth_abs_rel", "depth_delta1"}
         assert all(isinstance(row[key], float) for key in row if key != "method")
         assert 0 < row["psnr_db"] < 60 and 0 <= row["angular_error_deg"] <= 90 and 0 <= row["depth_delta1"] <= 1
+    # the oracle colour row: the least-squares affine map of each pair onto its own RGB, so never worse in MSE than
+    # the identity map that replicated-nir is (to the 8-bit rounding)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["eval-cross-modal", "--limit", "2", "--short-side", "96", "--weights",
+                     str(tiny_weights["nir-to-rgb"]), "--backend", "torch", "--json", "--oracle-colour"]) == 0
+    rows = {row["method"]: row for row in json.loads(out.getvalue())["rows"]}
+    assert list(rows) == ["replicated-nir", "linear-colour", "pseudo-rgb", "oracle-linear-colour"]
+    assert rows["replicated-nir"] == {**document["rows"][0]}
+    assert rows["oracle-linear-colour"]["psnr_db"] >= rows["replicated-nir"]["psnr_db"] - 0.05
+    assert rows["oracle-linear-colour"]["psnr_db"] > rows["linear-colour"]["psnr_db"]
 
 
 # NIR/RGB stereo pairs in one modality ---------------------------------------------------------------------------

@@ -10,7 +10,9 @@ were trained at; area interpolation, the mask by nearest neighbour). Three image
 - ``linear-colour``: each channel an affine function of the NIR, fitted by least squares on the 52 aligned
   training pairs (``nir_rgb/country``, at the same scale) (:func:`~stereo_depth_ros.evaluation.cross_modal_metrics.
   fit_linear_colour`);
-- ``pseudo-rgb``: the ``cyclegan-nir-to-rgb`` generator.
+- ``pseudo-rgb``: the ``cyclegan-nir-to-rgb`` generator;
+- with ``--oracle-colour`` also ``oracle-linear-colour``: the per-channel affine fit on the scored pair itself, a
+  bound for any global colour mapping (it reads the answer; not a method).
 
 Each is scored against the warped real RGB inside the valid mask: PSNR (dB), SSIM and the mean angular colour error
 (degrees) (:mod:`stereo_depth_ros.evaluation.cross_modal_metrics`). Depth: the packaged monocular ``dispnet-subpixel``
@@ -56,6 +58,7 @@ from stereo_depth_ros.models.cross_modal import PAIR_MODALITIES, match_colour_hi
     same_modality_pair
 
 METHODS = ("replicated-nir", "linear-colour", "pseudo-rgb")
+ORACLE_METHOD = "oracle-linear-colour"
 ROW_FIELDS = ("method", "psnr_db", "ssim", "angular_error_deg", "depth_abs_rel", "depth_delta1")
 DATA_ENV = "STEREO_DEPTH_ROS_NIR_RGB"
 SPECTRAL_SETS = ("bdis-synthetic-32", "bdis-synthetic-33", "middlebury2003-cones", "middlebury2003-teddy",
@@ -93,6 +96,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                                    "(default 256, the training scale)")
     modal.add_argument("--limit", type=int, help="first N pairs only")
     modal.add_argument("--figure", metavar="OUT.jpg", help="figure: NIR | pseudo-RGB | real RGB | depth of each")
+    modal.add_argument("--oracle-colour", action="store_true",
+                       help="add the row oracle-linear-colour: a per-channel affine colour map fitted on each scored "
+                            "pair itself (a bound for any global colour mapping, not a method)")
     modal.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
     modal.add_argument("--json", action="store_true", help="print exactly one JSON document instead of a table")
     modal.set_defaults(run=_run_cross_modal)
@@ -147,9 +153,13 @@ def _check_positive(value, label: str) -> None:
 
 
 def evaluate_cross_modal(data: Path, train_data: Path, weights=None, short_side: int | None = 256,
-                         limit: int | None = None, backend: str = "auto", figure: str | Path | None = None
-                         ) -> dict:
+                         limit: int | None = None, backend: str = "auto", figure: str | Path | None = None,
+                         oracle_colour: bool = False) -> dict:
     """Run the ``eval-cross-modal`` protocol (module docstring).
+
+    ``oracle_colour`` adds the row ``oracle-linear-colour``: each channel an affine function of the NIR fitted by
+    least squares on the very pair it is scored on (inside its valid mask). It reads the answer, so it is not a
+    method: it bounds what any global per-channel colour mapping of the NIR could reach on these pairs.
 
     Returns:
         ``{"rows": [{"method", "psnr_db", "ssim", "angular_error_deg", "depth_abs_rel", "depth_delta1"}, ...],
@@ -168,6 +178,7 @@ def evaluate_cross_modal(data: Path, train_data: Path, weights=None, short_side:
     coefficients = fit_training_colour(train_data, short_side)
     translator = create_estimator("cyclegan-nir-to-rgb", weights=weights, backend=backend)
     depth_model = create_estimator("dispnet-subpixel", backend=backend)
+    methods = (*METHODS, ORACLE_METHOD) if oracle_colour else METHODS
     frames = []
     figure_rows = []
     for index, pair in enumerate(pairs):
@@ -175,6 +186,8 @@ def evaluate_cross_modal(data: Path, train_data: Path, weights=None, short_side:
         images = {"replicated-nir": np.repeat(nir[..., None], 3, axis=2),
                   "linear-colour": apply_linear_colour(nir, coefficients),
                   "pseudo-rgb": translator.predict(nir)["image"]}
+        if oracle_colour:
+            images[ORACLE_METHOD] = apply_linear_colour(nir, fit_linear_colour([nir], [rgb], [valid]))
         images = {name: np.where(valid[..., None], image, 0).astype(np.uint8) for name, image in images.items()}
         reference_depth = depth_model.predict(rgb)["depth"]
         depths = {}
@@ -188,9 +201,9 @@ def evaluate_cross_modal(data: Path, train_data: Path, weights=None, short_side:
         if index < 3:
             figure_rows.append((pair.name, nir, images["pseudo-rgb"], rgb, depths, reference_depth, valid))
         _progress(f"  pair {pair.name}: " + ", ".join(
-            f"{row['method']} PSNR {row['psnr_db']:.2f}" for row in frames[-len(METHODS):]))
+            f"{row['method']} PSNR {row['psnr_db']:.2f}" for row in frames[-len(methods):]))
     rows = []
-    for method in METHODS:
+    for method in methods:
         mine = [row for row in frames if row["method"] == method]
         rows.append({"method": method, **{key: float(np.nanmean([row[key] for row in mine]))
                                           for key in ROW_FIELDS[1:]}})
@@ -261,7 +274,8 @@ def _run_cross_modal(args: argparse.Namespace) -> int:
     data = Path(args.data) if args.data else root / "indoor"
     train_data = Path(args.train_data) if args.train_data else root / "country"
     result = evaluate_cross_modal(data, train_data, weights=args.weights, short_side=args.short_side,
-                                  limit=args.limit, backend=args.backend, figure=args.figure)
+                                  limit=args.limit, backend=args.backend, figure=args.figure,
+                                  oracle_colour=args.oracle_colour)
     if args.json:
         rows = [{"method": row["method"], **{key: _json_number(row[key]) for key in ROW_FIELDS[1:]}}
                 for row in result["rows"]]
