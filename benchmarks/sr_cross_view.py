@@ -1,0 +1,115 @@
+"""How faithfully the other view of a real endoscopic pair can stand in for this one (docs/super_resolution.md).
+
+Stereo super-resolution can only gain over single-image SR from what the other view adds. This script measures, on
+real pairs, how closely the right view reproduces the left one at full resolution once aligned, next to how closely
+the single-image SR networks already reproduce it from the left low-resolution view alone.
+
+For every pair of the lists (default: the SR validation pairs and the 14 held-out test pairs), cropped to its active
+area and to multiples of 4 as ``eval-sr-dataset`` crops it:
+
+1. the packaged ``coarse-to-fine`` disparity of the **high-resolution** pair (final stage), and of the mirrored,
+   swapped pair for the right view;
+2. the HR right view warped onto the left by that disparity (bilinear, ``geometry.warp_right_to_left``);
+3. on the left-right consistent pixels (``|d_L(x) - d_R(x - d_L(x))| < 0.5`` px, the match inside the right view):
+   the PSNR of that warp against the HR left view, and the PSNR there of ``single-image-sr-x2`` and
+   ``single-image-sr-x4`` run on the left view's bicubic LR image (the standard degradation).
+
+The warped view uses the disparity of the HR pair, which no SR method sees, and copies pixels: it is what the other
+view offers as pixels with the best alignment at hand. A learned fusion (biPAM) combines features rather than
+copying pixels, so this is a guide to how much the other view can add, not a bound on it.
+
+Usage::
+
+    python benchmarks/sr_cross_view.py [--pairs LIST ...] [--data-root DIR] [--limit N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from stereo_depth_ros.commands.sr import held_out_pairs, prepare_pair
+from stereo_depth_ros.evaluation.datasets import default_data_root
+from stereo_depth_ros.evaluation.sr_metrics import psnr
+from stereo_depth_ros.geometry import warp_right_to_left
+from stereo_depth_ros.images import read_image
+from stereo_depth_ros.models.confidence import left_right_confidence
+from stereo_depth_ros.models.registry import create_estimator
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LISTS = (REPO_ROOT / "config" / "splits" / "sr_validation.txt",
+                 REPO_ROOT / "config" / "splits" / "bdis_invivo_test.txt")
+CONSISTENT_PX = 0.5
+SCALES = (2, 4)
+
+
+def warp_to_left(right_bgr: np.ndarray, disparity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(right sampled at x - d, (H, W, 3) float in [0, 1]; in_view (H, W) bool)``."""
+    right = torch.from_numpy(right_bgr.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    warped, in_view = warp_right_to_left(right, torch.from_numpy(np.nan_to_num(disparity))[None, None])
+    return warped[0].permute(1, 2, 0).numpy(), in_view[0, 0].numpy() > 0
+
+
+def score_pair(left: np.ndarray, right: np.ndarray, stereo, sr_models) -> dict:
+    """The three PSNRs of the module docstring for one HR pair (cropped as eval-sr-dataset crops it)."""
+    hr_left, hr_right, _, _ = prepare_pair(left, right, max(SCALES))
+    disparity = stereo.estimate(hr_left, hr_right)[-1]
+    right_disparity = stereo.estimate(cv2.flip(hr_right, 1), cv2.flip(hr_left, 1))[-1][:, ::-1]
+    warped, in_view = warp_to_left(hr_right, disparity)
+    # left_right_confidence = exp(-|d_L - d_R(x - d_L)| / scale): above exp(-1) at scale 0.5 px <=> within 0.5 px
+    consistent = (left_right_confidence(disparity, np.ascontiguousarray(right_disparity), CONSISTENT_PX)
+                  > np.exp(-1.0)) & in_view
+    reference = hr_left.astype(np.float32) / 255.0
+    row = {"consistent_pct": 100.0 * float(consistent.mean()),
+           "warped_right_psnr_db": psnr(warped[consistent][None], reference[consistent][None])}
+    for scale, model in sr_models.items():
+        lr_left, lr_right = prepare_pair(hr_left, hr_right, scale, border_crop=False)[2:]
+        sr_left = model.super_resolve(lr_left, lr_right)[0].astype(np.float32) / 255.0
+        row[f"single_image_sr_x{scale}_psnr_db"] = psnr(sr_left[consistent][None], reference[consistent][None])
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", nargs="+", default=[str(p) for p in DEFAULT_LISTS],
+                        help="pair lists (left-image paths relative to the data root)")
+    parser.add_argument("--data-root", help="endoscopic_stereo folder (default ../shared/data/endoscopic_stereo)")
+    parser.add_argument("--limit", type=int, help="first N pairs of each list only")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    args = parser.parse_args(argv)
+    data_root = Path(args.data_root) if args.data_root else default_data_root() / "endoscopic_stereo"
+    stereo = create_estimator("coarse-to-fine")
+    sr_models = {scale: create_estimator(f"single-image-sr-x{scale}") for scale in SCALES}
+    rows = []
+    for list_path in args.pairs:
+        pairs = held_out_pairs(list_path, data_root)[:args.limit]
+        for left_path, right_path in tqdm(pairs, desc=Path(list_path).stem, file=sys.stderr):
+            left = read_image(left_path, cv2.IMREAD_COLOR, "left image")
+            right = read_image(right_path, cv2.IMREAD_COLOR, "right image")
+            rows.append({"list": Path(list_path).stem, "pair": str(left_path.relative_to(data_root)),
+                         **score_pair(left, right, stereo, sr_models)})
+    fields = ["consistent_pct", "warped_right_psnr_db", *(f"single_image_sr_x{s}_psnr_db" for s in SCALES)]
+    means = [{"list": name, "pair": "mean", **{f: float(np.mean([r[f] for r in rows if r["list"] == name]))
+                                              for f in fields}}
+             for name in dict.fromkeys(r["list"] for r in rows)]
+    if args.json:
+        print(json.dumps({"rows": rows, "means": means}, indent=2))
+        return 0
+    print("| list | pair | left-right consistent % | HR right warped to left, PSNR dB | single-image SR x2 "
+          "(left, same pixels), PSNR dB | single-image SR x4, PSNR dB |")
+    print("|---|---|---|---|---|---|")
+    for row in rows + means:
+        print(f"| {row['list']} | {row['pair']} | " + " | ".join(f"{row[f]:.1f}" if f == "consistent_pct"
+                                                                 else f"{row[f]:.2f}" for f in fields) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
