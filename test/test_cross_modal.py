@@ -425,3 +425,24 @@ def test_eval_cross_spectral_json_has_every_pair_kind(shared_data, tiny_weights)
         assert row["density_pct_rgb_rgb"] == 100.0  # the network gives a disparity everywhere on a real pair
     # the real pair's right view is its own RGB shifted: the upper bound is near the exact 16 px
     assert document["rows"][2]["epe_px_rgb_rgb"] < 1.0
+    # --confidence-threshold drops the least confident pixels, as the node's parameter does
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["eval-cross-spectral", "--sets", "--real-nir", str(indoor), "--limit", "1", "--nir-weights",
+                     str(tiny_weights["rgb-to-nir"]), "--rgb-weights", str(tiny_weights["nir-to-rgb"]),
+                     "--confidence-threshold", "0.9", "--json"]) == 0
+    (strict,) = json.loads(out.getvalue())["rows"]
+    assert strict["set"] == "indoor-shift16"
+    assert all(strict[f"density_pct_{key}"] <= document["rows"][2][f"density_pct_{key}"] for key in keys)
+    assert 0 < strict["density_pct_rgb_rgb"] < 100.0
+
+
+def test_eval_cross_spectral_refuses_bad_options():
+    from stereo_depth_ros.commands.cross_modal import evaluate_cross_spectral
+
+    with pytest.raises(ValueError, match="needs the coarse-to-fine network"):
+        evaluate_cross_spectral([], method="sgbm", confidence_threshold=0.5)
+    with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
+        evaluate_cross_spectral([], confidence_threshold=1.5)
+    with pytest.raises(ValueError, match="unknown stereo method 'bm'"):
+        evaluate_cross_spectral([], method="bm")

@@ -52,7 +52,7 @@ from stereo_depth_ros.data.nir_rgb import downscale_aligned_pair, find_nir_rgb_p
     resize_short_side
 from stereo_depth_ros.evaluation.cross_modal_metrics import apply_linear_colour, colour_metrics, fit_linear_colour
 from stereo_depth_ros.evaluation.datasets import default_data_root
-from stereo_depth_ros.evaluation.depth_metrics import depth_metrics
+from stereo_depth_ros.evaluation.depth_metrics import depth_metrics, mean_over_frames
 from stereo_depth_ros.images import read_image
 from stereo_depth_ros.models.cross_modal import PAIR_MODALITIES, match_colour_histograms, nir_to_grey, \
     same_modality_pair
@@ -125,6 +125,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                                        "already (nir_rgb/country: no matrices)")
     spectral.add_argument("--method", default="coarse-to-fine", choices=SPECTRAL_METHODS,
                           help="stereo method (default the packaged network; sgbm: OpenCV SGBM)")
+    spectral.add_argument("--confidence-threshold", type=float, default=0.0, metavar="T",
+                          help="coarse-to-fine: score only pixels with confidence >= T, as the node's "
+                               "confidence_threshold does (default 0 = off)")
     spectral.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
     spectral.add_argument("--json", action="store_true", help="print exactly one JSON document instead of a table")
     spectral.set_defaults(run=_run_cross_spectral)
@@ -324,7 +327,8 @@ def shifted_real_pairs(folder: str | Path, shift_px: int, short_side: int | None
 
 def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_weights=None, rgb_weights=None,
                             backend: str = "auto", real_nir=None, shift_px: int = REAL_SHIFT_PX,
-                            pixel_aligned: bool = False, method: str = "coarse-to-fine") -> dict:
+                            pixel_aligned: bool = False, method: str = "coarse-to-fine",
+                            confidence_threshold: float = 0.0) -> dict:
     """Run the ``eval-cross-spectral`` protocol (module docstring).
 
     Args:
@@ -334,6 +338,10 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
             ``"<folder>-shift<s>"``; ``pixel_aligned`` for photographs that need no warp.
         method: the stereo method, ``"coarse-to-fine"`` (the packaged network, final stage) or ``"sgbm"`` (OpenCV
             SGBM as the stereo node runs it; its EPE is on the pixels where it has a value, see the density).
+        confidence_threshold: coarse-to-fine only: drop the pixels whose confidence (the node's
+            ``disparity/confidence``, the estimator's default measure) is below it, as the node's
+            ``confidence_threshold`` parameter does (:func:`stereo_depth_ros.models.confidence
+            .apply_confidence_threshold`); 0 = off.
 
     Returns:
         ``{"rows": [{"set", "pairs", and for each key of SPECTRAL_PAIRS its EPE in pixels and, as
@@ -345,11 +353,15 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
     """
     from stereo_depth_ros.evaluation.datasets import open_dataset
     from stereo_depth_ros.evaluation.metrics import density_pct, epe_px
+    from stereo_depth_ros.models.confidence import apply_confidence_threshold
     from stereo_depth_ros.models.registry import create_estimator
 
     _check_positive(limit, "limit")
     if method not in SPECTRAL_METHODS:
         raise ValueError(f"unknown stereo method {method!r}; expected one of {', '.join(SPECTRAL_METHODS)}")
+    if not 0.0 <= confidence_threshold <= 1.0 or (confidence_threshold > 0 and method == "sgbm"):
+        raise ValueError(f"confidence threshold must be in [0, 1] and needs the coarse-to-fine network, got "
+                         f"{confidence_threshold} with {method}")
     to_nir = create_estimator("cyclegan-rgb-to-nir", weights=nir_weights, backend=backend)
     to_rgb = create_estimator("cyclegan-nir-to-rgb", weights=rgb_weights, backend=backend)
     stereo = create_estimator(method) if method == "sgbm" else create_estimator(method, backend=backend)
@@ -363,7 +375,11 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
                  "rgb-rgb": (left_rgb, right_rgb)}
         row = {"set": set_name, "pair": name}
         for key, (left, right) in views.items():
-            disparity = stereo.estimate(left, right)[-1]
+            if confidence_threshold > 0:
+                disparities, confidence = stereo.estimate_with_confidence(left, right)
+                disparity = apply_confidence_threshold(disparities[-1], confidence, confidence_threshold)
+            else:
+                disparity = stereo.estimate(left, right)[-1]
             row[key] = epe_px(disparity, gt, valid)
             row[f"density:{key}"] = density_pct(disparity, gt, valid)
         _progress(f"  {name}: " + ", ".join(f"{key} {row[key]:.2f} px" for key in SPECTRAL_PAIRS))
@@ -372,7 +388,8 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
     fields = [*SPECTRAL_PAIRS, *(f"density:{key}" for key in SPECTRAL_PAIRS)]
 
     def summary(set_name: str, mine: list[dict]) -> dict:
-        return {"set": set_name, "pairs": len(mine), **{f: float(np.nanmean([r[f] for r in mine])) for f in fields}}
+        means = mean_over_frames(mine, keys=fields)  # a pair with no scored pixel is left out of that mean
+        return {"set": set_name, "pairs": len(mine), **{f: means[f] for f in fields}}
 
     frames, rows = [], []
     for name in sets:
@@ -396,7 +413,7 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
 def _run_cross_spectral(args: argparse.Namespace) -> int:
     result = evaluate_cross_spectral(args.sets, args.data_root, args.limit, args.nir_weights, args.rgb_weights,
                                      args.backend, args.real_nir, args.shift, args.pixel_aligned,
-                                     args.method)
+                                     args.method, args.confidence_threshold)
     if args.json:
         rows = [{"set": row["set"], "pairs": row["pairs"],
                  **{f"epe_px_{key.replace('-', '_')}": _json_number(row[key]) for key in SPECTRAL_PAIRS},
@@ -405,8 +422,9 @@ def _run_cross_spectral(args: argparse.Namespace) -> int:
                 for row in result["rows"]]
         print(json.dumps({"rows": rows}, indent=2, allow_nan=False))
     else:
-        dense = args.method != "sgbm"
-        print(f"Stereo EPE (px, {args.method}{', final stage' if dense else ', on its pixels (density %)'}); "
+        dense = args.method != "sgbm" and args.confidence_threshold == 0
+        print(f"Stereo EPE (px, {args.method}{', final stage' if dense else ', on its pixels (density %)'}"
+              f"{f', confidence >= {args.confidence_threshold}' if args.confidence_threshold else ''}); "
               "simulated sets: the left view turned into NIR by cyclegan-rgb-to-nir")
         print("| set | pairs | " + " | ".join(SPECTRAL_HEADINGS[key] for key in SPECTRAL_PAIRS) + " |")
         print("|---|---|" + "---|" * len(SPECTRAL_PAIRS))

@@ -5,6 +5,7 @@ the disparity is invalid (NaN or inf, or its match ``x - d`` falls outside the r
 cost-volume confidence is :func:`stereo_depth_ros.models.coarse_to_fine.peak_probability`; the estimator
 (:meth:`stereo_depth_ros.models.estimator.CoarseToFineEstimator.estimate_with_confidence`) combines them. Which one
 the package uses by default, and why, is measured in docs/stereo.md ("Confidence").
+:func:`apply_confidence_threshold` is what the stereo node's ``confidence_threshold`` parameter does.
 """
 
 from __future__ import annotations
@@ -164,3 +165,30 @@ def left_right_confidence(left_disparity: np.ndarray, right_disparity: np.ndarra
         confidence = np.exp(-np.abs(left_disparity - sampled) / np.float32(scale_px))
     confidence[~sampled_valid] = 0.0
     return finalize_confidence(confidence, left_disparity)
+
+
+def apply_confidence_threshold(disparity: np.ndarray, confidence: np.ndarray, threshold: float) -> np.ndarray:
+    """The disparity with NaN (invalid) where ``confidence < threshold``.
+
+    Args:
+        disparity: (H, W) float32 disparity in pixels, NaN = invalid.
+        confidence: (H, W) float32 confidence in [0, 1] of that disparity.
+        threshold: in [0, 1]; 0 changes nothing.
+
+    Returns:
+        A new (H, W) float32 array (the input is not changed).
+
+    Raises:
+        ValueError: for maps of different shapes or a threshold outside [0, 1].
+
+    Example:
+        >>> apply_confidence_threshold(np.array([[1.0, 2.0]], np.float32), np.array([[0.2, 0.9]], np.float32), 0.5)
+        array([[nan,  2.]], dtype=float32)
+    """
+    if np.shape(confidence) != np.shape(disparity):
+        raise ValueError(f"confidence {np.shape(confidence)} and disparity {np.shape(disparity)} differ in shape")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
+    result = np.array(disparity, dtype=np.float32, copy=True)
+    result[np.asarray(confidence) < np.float32(threshold)] = np.nan
+    return result

@@ -24,6 +24,7 @@ from stereo_msgs.msg import DisparityImage
 from stereo_depth_ros.device import DEVICES
 from stereo_depth_ros.geometry import disparity_to_depth
 from stereo_depth_ros.models.coarse_to_fine import NUM_STAGES
+from stereo_depth_ros.models.confidence import apply_confidence_threshold
 from stereo_depth_ros.models.estimator import MAX_INPUT_SCALE
 from stereo_depth_ros.models.registry import create_estimator
 from stereo_depth_ros.ros import conversions
@@ -110,33 +111,6 @@ def mask_disparity(disparity: np.ndarray, principal_point_offset_px: float, min_
         valid = in_view.copy()
         np.copyto(valid, np.float32(np.nan), where=valid < np.float32(min_disparity))
     return in_view, valid
-
-
-def apply_confidence_threshold(disparity: np.ndarray, confidence: np.ndarray, threshold: float) -> np.ndarray:
-    """The disparity with NaN (invalid) where ``confidence < threshold``.
-
-    Args:
-        disparity: (H, W) float32 disparity in pixels, NaN = invalid.
-        confidence: (H, W) float32 confidence in [0, 1] of that disparity.
-        threshold: in [0, 1]; 0 changes nothing.
-
-    Returns:
-        A new (H, W) float32 array (the input is not changed).
-
-    Raises:
-        ValueError: for maps of different shapes or a threshold outside [0, 1].
-
-    Example:
-        >>> apply_confidence_threshold(np.array([[1.0, 2.0]], np.float32), np.array([[0.2, 0.9]], np.float32), 0.5)
-        array([[nan,  2.]], dtype=float32)
-    """
-    if np.shape(confidence) != np.shape(disparity):
-        raise ValueError(f"confidence {np.shape(confidence)} and disparity {np.shape(disparity)} differ in shape")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
-    result = np.array(disparity, dtype=np.float32, copy=True)
-    result[np.asarray(confidence) < np.float32(threshold)] = np.nan
-    return result
 
 
 class StereoDepthNode(PerceptionNode):
