@@ -569,3 +569,37 @@ def test_packaged_weights_beat_bicubic_on_a_held_out_pair(shared_data, scale):
     ours = pair_metrics(sr_left, sr_right, hr_left, hr_right)
     # Held out from training (config/splits/bdis_invivo_test.txt); swapped views or a wrong colour order fail this.
     assert ours["psnr_db"] > bicubic["psnr_db"] + 0.5, (ours, bicubic)
+
+
+def test_eval_sr_dataset_by_set_averages_each_set(tmp_path):
+    """eval-sr-dataset --by-set: one table per set (folder above left/), each the mean over its own pairs; the
+    overall rows are the mean over every pair (so the pair-weighted mean of the set rows)."""
+    from stereo_depth_ros.cli import main
+
+    entries = []
+    for set_name, seeds in (("set_a", (1, 2)), ("set_b", (3,))):
+        for seed in seeds:
+            left, right = textured_pair(32, 48, 2, seed=seed)
+            for view, image in (("left", left), ("right", right)):
+                (tmp_path / set_name / view).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(tmp_path / set_name / view / f"{seed}.png"), image)
+            entries.append(f"{set_name}/left/{seed}.png")
+    (tmp_path / "pairs.txt").write_text("\n".join(entries) + "\n")
+    single = tiny_weights(tmp_path / "i.safetensors", 2, False)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["eval-sr-dataset", "--pairs", str(tmp_path / "pairs.txt"), "--data-root", str(tmp_path),
+                     "--scale", "2", "--model", "single-image-sr-x2", "--weights", f"single-image-sr-x2={single}",
+                     "--backend", "torch", "--no-border-crop", "--by-set", "--json"])
+    assert code == 0
+    document = json.loads(out.getvalue())
+    assert [frame["set"] for frame in document["frames"]] == ["set_a", "set_a", "set_b"]
+    assert list(document["sets"]) == ["set_a", "set_b"]
+    for index, method in enumerate(["bicubic", "single-image-sr"]):
+        frames = [next(r for r in frame["rows"] if r["method"] == method) for frame in document["frames"]]
+        assert document["sets"]["set_a"][index]["psnr_db"] == pytest.approx(
+            (frames[0]["psnr_db"] + frames[1]["psnr_db"]) / 2)
+        assert document["sets"]["set_b"][index]["psnr_db"] == pytest.approx(frames[2]["psnr_db"])
+        assert document["rows"][index]["psnr_db"] == pytest.approx(
+            (2 * document["sets"]["set_a"][index]["psnr_db"] + document["sets"]["set_b"][index]["psnr_db"]) / 3)
+    assert document["frames"][0]["rows"][0]["psnr_db"] != document["frames"][2]["rows"][0]["psnr_db"]

@@ -60,6 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       help="also run the stereo network on the HR pair and each upscaled pair: disparity EPE (HR "
                            "pixels) of each against the HR result")
     many.add_argument("--figure", metavar="OUT.png", help="figure of the first pair")
+    many.add_argument("--by-set", action="store_true",
+                      help="also one table per set (the folder above each pair's left/ folder)")
     many.add_argument("--attention", action="store_true",
                       help="also report how the stereo network's parallax attention matches: its mean peak weight, "
                            "mean valid mask, and its disparity against confident SGBM on the LR pair")
@@ -310,6 +312,17 @@ def stereo_network_of(methods: "Methods"):
     raise ValueError("--attention needs a stereo-sr model among the evaluated ones")
 
 
+def mean_rows(per_frame: list[dict], scale: int) -> list[dict]:
+    """One row per method: each metric of :data:`ROW_FIELDS` averaged over the frames (``per_frame`` entries as
+    ``eval-sr-dataset --json`` lists them, each with its ``rows``)."""
+    rows = []
+    for method in [row["method"] for row in per_frame[0]["rows"]]:
+        frame_rows = [next(r for r in frame["rows"] if r["method"] == method) for frame in per_frame]
+        rows.append({"method": method, "scale": scale,
+                     **{key: float(np.mean([r[key] for r in frame_rows])) for key in ROW_FIELDS[2:]}})
+    return rows
+
+
 def _run_dataset(args: argparse.Namespace) -> int:
     from stereo_depth_ros.evaluation.datasets import default_data_root
 
@@ -330,7 +343,8 @@ def _run_dataset(args: argparse.Namespace) -> int:
         rows, outputs = score_pair(methods, hr_left, hr_right, lr_left, lr_right)
         if args.figure and index == 0:
             save_figure(args.figure, hr_left, lr_left, outputs, args.scale)
-        per_frame.append({"frame": str(left_path.relative_to(root)), "rows": rows})
+        per_frame.append({"frame": str(left_path.relative_to(root)),
+                          "set": str(left_path.parent.parent.relative_to(root)), "rows": rows})
         if attention_network is not None:
             attention.append(attention_statistics(attention_network, lr_left, lr_right))
         if stereo is not None:
@@ -339,23 +353,30 @@ def _run_dataset(args: argparse.Namespace) -> int:
                 disparity = stereo.estimate(sr_left, sr_right)[-1]
                 valid = np.isfinite(reference) & np.isfinite(disparity)
                 epe.setdefault(method, []).append(float(np.mean(np.abs(disparity[valid] - reference[valid]))))
-    rows = []
-    for method in [row["method"] for row in per_frame[0]["rows"]]:
-        frame_rows = [next(r for r in frame["rows"] if r["method"] == method) for frame in per_frame]
-        rows.append({"method": method, "scale": args.scale,
-                     **{key: float(np.mean([r[key] for r in frame_rows])) for key in ROW_FIELDS[2:]}})
+    rows = mean_rows(per_frame, args.scale)
+    by_set = {}
+    if args.by_set:
+        for frame in per_frame:
+            by_set.setdefault(frame["set"], []).append(frame)
+        by_set = {name: mean_rows(frames, args.scale) for name, frames in by_set.items()}
     stereo_rows = [{"method": method, "scale": args.scale, "epe_vs_hr_px": float(np.mean(values))}
                    for method, values in epe.items()]
     attention_row = ({key: float(np.nanmean([frame[key] for frame in attention])) for key in ATTENTION_FIELDS}
                      if attention else None)
     if args.json:
         document = {"rows": rows, "frames": per_frame, "stereo_epe": stereo_rows}
+        if by_set:
+            document["sets"] = by_set
         if attention_row is not None:
             document["attention"] = attention_row
         print(json.dumps(document))
     else:
         print(f"{len(pairs)} held-out pairs ({args.pairs}), mean over pairs\n")
         print(markdown(rows))
+        for name, set_rows in by_set.items():
+            count = sum(frame["set"] == name for frame in per_frame)
+            print(f"\n{name}: {count} pair{'s' if count > 1 else ''}, mean over pairs\n")
+            print(markdown(set_rows))
         if stereo_rows:
             print("\n| input to coarse-to-fine | scale | disparity EPE vs HR result (px) |\n|---|---|---|")
             for row in stereo_rows:
