@@ -380,7 +380,7 @@ def test_same_modality_pair_modalities_and_errors(tiny_weights):
 
 
 def test_shifted_real_pairs_have_the_shift_as_disparity(tmp_path):
-    from stereo_depth_ros.commands.cross_modal import shifted_real_pairs
+    from stereo_depth_ros.data.nir_rgb import shifted_real_pairs
 
     rgb = textured(48, 80, seed=4)
     cv2.imwrite(str(tmp_path / "0000_rgb.png"), rgb)

@@ -1,5 +1,7 @@
-"""The replay of the cross-modal node in input_mode "nir" (issue 14): the NIR bag (``make-bag --nir-rgb``), the
-frame spec and the "cross-modal" scorer (masked PSNR, SSIM, angular colour error), and a real replay through the node.
+"""The replay of the cross-modal node (issue 14). Input mode "nir": the NIR bag (``make-bag --nir-rgb``), the frame
+spec and the "cross-modal" scorer (masked PSNR, SSIM, angular colour error), and a real replay through the node.
+Input mode "nir-rgb-pair": the NIR/RGB stereo bag (``make-bag --nir-rgb --stereo-shift``), the frame spec chosen by
+``input_mode``, and a real replay whose disparity EPE equals the offline pipeline's.
 
 The translation network is an untrained generator written by ``cross_modal.save_generator`` (fixed seed): the test
 checks the wiring, not the translation's quality. The replay's metrics of every frame are compared with the same
@@ -168,3 +170,90 @@ def test_make_bag_command_writes_a_nir_bag(tmp_path, frames, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["make-bag", "--focal-px", "50", "--baseline-m", "0.004", "--out", str(tmp_path / "y")]) == 2
     assert "--left and --right" in capsys.readouterr().err
+
+
+# The nir-rgb-pair mode: NIR/RGB stereo bags and their frame spec -------------------------------------------------
+
+def test_frame_spec_follows_the_input_mode():
+    pytest.importorskip("rclpy", reason="the replay needs the ROS 2 Python packages (rclpy, ...)")
+    from stereo_depth_ros.ros.replay import CROSS_MODAL_FRAME_SPEC, CROSS_MODAL_PAIR_FRAME_SPEC, frame_spec
+
+    assert frame_spec("cross_modal_node") is CROSS_MODAL_FRAME_SPEC  # the kind's default
+    assert frame_spec("cross_modal_node", {}) is CROSS_MODAL_FRAME_SPEC  # the node's default input_mode: nir
+    assert frame_spec("cross_modal_node", {"input_mode": "nir-rgb-pair"}) is CROSS_MODAL_PAIR_FRAME_SPEC
+    assert CROSS_MODAL_PAIR_FRAME_SPEC.scorers == ("disparity-depth",)
+    with pytest.raises(ValueError, match="input_mode 'stereo' has no replay frame spec; modes with one: nir, "
+                                         "nir-rgb-pair"):
+        frame_spec("cross_modal_node", {"input_mode": "stereo"})
+    assert frame_spec("stereo_depth_node", {"input_mode": "anything"}).node_kind == "stereo_depth_node"
+
+
+def test_make_bag_stereo_shift_writes_a_nir_rgb_stereo_bag(tmp_path, frames, capsys):
+    from stereo_depth_ros.cli import main
+    from stereo_depth_ros.data.nir_bag import NIR_STEREO_BASELINE_M
+
+    _, colour, _ = frames[0]
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for number, image in (("0001", colour), ("0002", colour[::-1].copy())):
+        cv2.imwrite(str(folder / f"{number}_nir.png"), cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        cv2.imwrite(str(folder / f"{number}_rgb.png"), image)
+    arguments = ["make-bag", "--nir-rgb", str(folder), "--stereo-shift", "10", "--pixel-aligned", "--short-side",
+                 "0", "--out", str(tmp_path / "bag")]
+    assert main(arguments) == 2 and "short side must be" in capsys.readouterr().err
+    arguments[arguments.index("0")] = "125"  # full size
+    assert main(arguments) == 0
+    assert "2 NIR/RGB stereo pairs 175x125" in capsys.readouterr().out
+    lefts, rights, depths = (read_images(tmp_path / "bag", f"/stereo/{t}")
+                             for t in ("left/image_rect", "right/image_rect", "gt/depth"))
+    first = min(lefts)
+    np.testing.assert_array_equal(lefts[first], cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)[:, :175])
+    np.testing.assert_array_equal(rights[first], colour[:, 10:185])  # the RGB shifted: disparity +10 px
+    depth = depths[first]
+    assert np.isnan(depth[:, :10]).all()
+    np.testing.assert_allclose(depth[:, 10:], 175 * NIR_STEREO_BASELINE_M / 10, rtol=1e-6)
+    assert main(["make-bag", "--left", str(folder), "--right", str(folder), "--focal-px", "50", "--baseline-m",
+                 "0.004", "--stereo-shift", "10", "--out", str(tmp_path / "y")]) == 2
+    assert "go with --nir-rgb" in capsys.readouterr().err
+    assert main(["make-bag", "--nir-rgb", str(folder), "--pixel-aligned", "--out", str(tmp_path / "z")]) == 2
+    assert "--pixel-aligned goes with --stereo-shift" in capsys.readouterr().err
+
+
+def test_pair_mode_replay_scores_the_disparity_the_node_computes(tmp_path, motorcycle_small, generator_weights):
+    """A NIR/RGB stereo bag (the grey of Motorcycle's left view as the NIR, its right view as the RGB, GT depth from
+    the GT disparity) replayed through cross_modal_node in nir-rgb-pair mode: the replay's disparity EPE equals the
+    offline pipeline's (same_modality_pair in the default modality, the network, the node's safe-output mask)."""
+    pytest.importorskip("rclpy", reason="the replay needs the ROS 2 Python packages (rclpy, ...)")
+    from stereo_depth_ros.data.stereo_bag import write_stereo_bag
+    from stereo_depth_ros.evaluation.metrics import stereo_metrics
+    from stereo_depth_ros.geometry import StereoCameraModel
+    from stereo_depth_ros.models.cross_modal import same_modality_pair
+    from stereo_depth_ros.models.registry import create_estimator
+    from stereo_depth_ros.ros.replay import replay_bag
+    from stereo_depth_ros.ros.stereo_node import mask_disparity
+
+    left, right, gt_disparity = motorcycle_small
+    nir = cv2.cvtColor(left, cv2.COLOR_BGR2GRAY)
+    height, width = nir.shape
+    camera = StereoCameraModel(fx=250.0, cx=(width - 1) / 2, cy=(height - 1) / 2, baseline_m=0.05)
+    bag = tmp_path / "bag"
+    write_stereo_bag(bag, [nir, nir[:, ::-1].copy()], [right, right[:, ::-1].copy()], camera,
+                     gt_depths=[camera.depth_from_disparity(gt_disparity)] * 2, rate_hz=2.0,
+                     start_stamp_ns=1_000_000_000)
+    translator = create_estimator("cyclegan-nir-to-rgb", weights=str(generator_weights), backend="torch")
+    stereo_left, stereo_right = same_modality_pair(nir, right, "pseudo-rgb-matched", translator)
+    offline = mask_disparity(create_estimator("coarse-to-fine").estimate(stereo_left, stereo_right)[-1], 0.0, 1.0)[1]
+    expected = stereo_metrics(offline, gt_disparity)["epe_px"]
+
+    params = tmp_path / "pair.yaml"
+    params.write_text("/**/cross_modal_node:\n  ros__parameters:\n    input_mode: nir-rgb-pair\n    backend: torch\n"
+                      f"    translation_weights: {generator_weights}\n    input_qos: reliable\n")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    report = replay_bag(bag, tmp_path / "out", params_file=params, progress=False, frame_timeout_s=60.0)
+    assert report["node_kind"] == "cross_modal_node" and "epe_px" in report["metric_labels"]
+    assert (report["frames_in"], report["frames_out"], report["dropped_frames"]) == (2, 2, 0)
+    rows = sorted(report["per_frame_metrics"], key=lambda row: row["stamp_ns"])
+    assert rows[0]["epe_px"] == pytest.approx(expected, abs=1e-3)
+    assert abs(rows[1]["epe_px"] - rows[0]["epe_px"]) > 0.1  # the mirrored frame is scored against its own GT
+    for topic in ("/stereo/cross_modal/pseudo_rgb", "/stereo/cross_modal/disparity", "/stereo/cross_modal/depth"):
+        assert len(bag_io.read_topic_by_stamp(tmp_path / "out" / "outputs", topic)) == 2

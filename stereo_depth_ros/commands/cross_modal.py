@@ -26,9 +26,9 @@ depth to what RGB gives, not how right any depth is.
 ``eval-cross-spectral``: rectified RGB stereo pairs with GT disparity (BDIS synthetic sets 32 and 33, Middlebury
 2003 cones and teddy, Middlebury 2014 Motorcycle quarter size); the left view is turned into NIR by the
 ``cyclegan-rgb-to-nir`` generator (a simulated NIR camera). With ``--real-nir DIR`` also real aligned NIR/RGB
-photographs made into stereo pairs by a known shift (:func:`shifted_real_pairs`). The stereo method (``--method``:
-the packaged ``coarse-to-fine`` network, final stage, or SGBM) is scored by EPE (and density) on (NIR, RGB), on the
-NIR given the RGB view's histograms, on the pair in each modality of
+photographs made into stereo pairs by a known shift (:func:`stereo_depth_ros.data.nir_rgb.shifted_real_pairs`). The
+stereo method (``--method``: the packaged ``coarse-to-fine`` network, final stage, or SGBM) is scored by EPE (and
+density) on (NIR, RGB), on the NIR given the RGB view's histograms, on the pair in each modality of
 :func:`stereo_depth_ros.models.cross_modal.same_modality_pair` (what ``cross_modal_node`` matches) and on (RGB, RGB)
 as the upper bound.
 
@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from stereo_depth_ros.data.nir_rgb import downscale_aligned_pair, find_nir_rgb_pairs, read_aligned_pairs, \
-    resize_short_side
+    resize_short_side, shifted_real_pairs
 from stereo_depth_ros.evaluation.cross_modal_metrics import apply_linear_colour, colour_metrics, fit_linear_colour
 from stereo_depth_ros.evaluation.datasets import default_data_root
 from stereo_depth_ros.evaluation.depth_metrics import depth_metrics, mean_over_frames
@@ -289,42 +289,6 @@ def _run_cross_modal(args: argparse.Namespace) -> int:
     return 0
 
 
-def shifted_real_pairs(folder: str | Path, shift_px: int, short_side: int | None = 256,
-                       limit: int | None = None, pixel_aligned: bool = False) -> list[dict]:
-    """Real NIR/RGB stereo pairs with exact ground truth, made from aligned NIR/RGB photographs by a known shift.
-
-    Each aligned pair (:func:`~stereo_depth_ros.data.nir_rgb.read_aligned_pairs`, at ``short_side`` as
-    ``eval-cross-modal``) of width W gives the left view ``NIR[:, :W - s]`` (and its RGB, ``RGB[:, :W - s]``, for
-    the upper bound) and the right view ``RGB[:, s:]``: the scene point at left column x is at right column x - s,
-    so the GT disparity is ``s`` (pixels) wherever the warped RGB is valid and x >= s, NaN elsewhere.
-    ``pixel_aligned``: the photographs need no warp (``nir_rgb/country``; ``read_aligned_pairs``). The appearance
-    difference between the views is that of a real NIR and a real RGB camera; the geometry (one fronto-parallel
-    plane) is not a real scene's, and the affine alignment of the photographs is good to about a pixel.
-
-    Returns:
-        ``[{"name", "nir" (h, w - s) uint8, "left_rgb" (h, w - s, 3) uint8 BGR, "right_rgb" (h, w - s, 3) uint8 BGR,
-        "gt_disparity" (h, w - s) float32}, ...]``.
-
-    Raises:
-        FileNotFoundError: for a missing folder or pair; ValueError: for a shift that is not a positive integer
-            smaller than half the downscaled width.
-    """
-    _check_positive(shift_px, "shift")
-    result = []
-    for pair in read_aligned_pairs(folder, limit, pixel_aligned):
-        nir, rgb, valid = downscale_aligned_pair(pair, short_side)
-        width = nir.shape[1]
-        if 2 * shift_px >= width:
-            raise ValueError(f"shift {shift_px} px must be less than half the width of pair {pair.name} "
-                             f"({width} px at short side {short_side})")
-        gt = np.full((nir.shape[0], width - shift_px), float(shift_px), np.float32)
-        gt[:, :shift_px] = np.nan
-        gt[~(valid[:, :width - shift_px] & valid[:, shift_px:])] = np.nan
-        result.append({"name": f"{Path(folder).name}/{pair.name}", "nir": nir[:, :width - shift_px],
-                       "left_rgb": rgb[:, :width - shift_px], "right_rgb": rgb[:, shift_px:], "gt_disparity": gt})
-    return result
-
-
 def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_weights=None, rgb_weights=None,
                             backend: str = "auto", real_nir=None, shift_px: int = REAL_SHIFT_PX,
                             pixel_aligned: bool = False, method: str = "coarse-to-fine",
@@ -334,7 +298,7 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
     Args:
         sets: registered GT sets whose left view becomes simulated NIR.
         real_nir: optional folder of aligned NIR/RGB photographs (``nir_rgb/indoor``) scored as real NIR/RGB pairs
-            with a known shift of ``shift_px`` pixels (:func:`shifted_real_pairs`), set name
+            with a known shift of ``shift_px`` pixels (``data.nir_rgb.shifted_real_pairs``), set name
             ``"<folder>-shift<s>"``; ``pixel_aligned`` for photographs that need no warp.
         method: the stereo method, ``"coarse-to-fine"`` (the packaged network, final stage) or ``"sgbm"`` (OpenCV
             SGBM as the stereo node runs it; its EPE is on the pixels where it has a value, see the density).

@@ -12,6 +12,12 @@ Topics (namespace ``/stereo``, the replay's; the node reads ``image_nir`` there,
 
 All messages of one frame share a header stamp (= log time); frames are ``1 / rate`` seconds apart.
 
+NIR/RGB stereo bags (``make-bag --nir-rgb DIR --stereo-shift S``, :func:`make_nir_stereo_bag_from_folder`) drive the
+node in input mode ``"nir-rgb-pair"`` instead: the stereo bag layout (:mod:`stereo_depth_ros.data.stereo_bag`:
+``/stereo/left/image_rect`` the NIR view, ``mono8``; ``/stereo/right/image_rect`` the RGB view, ``bgr8``; both
+camera_info; ``/stereo/gt/depth``), made from aligned NIR/RGB photographs shifted by a known disparity
+(:func:`stereo_depth_ros.data.nir_rgb.shifted_real_pairs`).
+
 ``stereo-depth-ros make-bag --nir-rgb DIR [--short-side 256] [--limit N]`` (:func:`make_nir_bag_from_folder`)
 writes the held-out pairs of a folder such as ``../shared/data/nir_rgb/indoor`` at the short side that
 ``eval-cross-modal`` evaluates at (default 256), downscaled as it does (area interpolation for the NIR and the RGB,
@@ -30,16 +36,20 @@ from pathlib import Path
 import numpy as np
 
 from stereo_depth_ros.data.bag_io import IMAGE_TYPE, RawBagRecorder, image_message, serialize
-from stereo_depth_ros.data.nir_rgb import downscale_aligned_pair, read_aligned_pairs
+from stereo_depth_ros.data.nir_rgb import downscale_aligned_pair, read_aligned_pairs, shifted_real_pairs
+from stereo_depth_ros.data.stereo_bag import StereoBagSummary, write_stereo_bag
+from stereo_depth_ros.geometry import StereoCameraModel
 
 __all__ = ["NIR_IMAGE_TOPIC", "GT_RGB_TOPIC", "GT_VALID_MASK_TOPIC", "NirBagSummary", "write_nir_bag",
-           "make_nir_bag_from_folder"]
+           "make_nir_bag_from_folder", "make_nir_stereo_bag_from_folder", "NIR_STEREO_BASELINE_M"]
 
 NIR_IMAGE_TOPIC = "/stereo/image_nir"
 GT_RGB_TOPIC = "/stereo/gt/image_rgb"
 GT_VALID_MASK_TOPIC = "/stereo/gt/valid_mask"
 NIR_FRAME_ID = "nir_optical_frame"
 DEFAULT_SHORT_SIDE = 256
+#: Baseline of the nominal calibration of a NIR/RGB stereo bag made from photographs (fx = the image width).
+NIR_STEREO_BASELINE_M = 0.05
 
 
 @dataclass
@@ -130,6 +140,12 @@ def write_nir_bag(out: str | Path, nirs: Iterable[np.ndarray], references: Itera
                          width=width, height=height, start_ns=start, end_ns=start + (len(checked) - 1) * period_ns)
 
 
+def _check_short_side(short_side: int | None) -> None:
+    if short_side is not None and (isinstance(short_side, bool) or int(short_side) != short_side
+                                   or short_side <= 0):
+        raise ValueError(f"short side must be a positive number of pixels or None, got {short_side!r}")
+
+
 def make_nir_bag_from_folder(folder: str | Path, out: str | Path, short_side: int | None = DEFAULT_SHORT_SIDE,
                              limit: int | None = None, **options) -> NirBagSummary:
     """``make-bag --nir-rgb``: the held-out pairs of ``folder`` (``NNNN_nir.jpg``, ``NNNN_rgb.jpg``,
@@ -147,12 +163,55 @@ def make_nir_bag_from_folder(folder: str | Path, out: str | Path, short_side: in
         FileNotFoundError: for a missing folder, no pairs, or a pair without its matrix.
         ValueError: for a bad short side or limit, a bad matrix, and as :func:`write_nir_bag`.
     """
-    if short_side is not None and (isinstance(short_side, bool) or int(short_side) != short_side
-                                   or short_side <= 0):
-        raise ValueError(f"short side must be a positive number of pixels or None, got {short_side!r}")
+    _check_short_side(short_side)
     pairs = read_aligned_pairs(folder, limit)
     scaled = [downscale_aligned_pair(pair, short_side) for pair in pairs]
     summary = write_nir_bag(out, [s[0] for s in scaled], [s[1] for s in scaled], [s[2] for s in scaled],
                             **options)
     summary.names = [pair.name for pair in pairs]
     return summary
+
+
+def make_nir_stereo_bag_from_folder(folder: str | Path, out: str | Path, shift_px: int,
+                                    short_side: int | None = DEFAULT_SHORT_SIDE, limit: int | None = None,
+                                    pixel_aligned: bool = False, **options) -> StereoBagSummary:
+    """``make-bag --nir-rgb DIR --stereo-shift S``: real NIR/RGB stereo pairs with exact ground truth, as a stereo
+    bag for ``cross_modal_node`` in input mode ``"nir-rgb-pair"`` (module doc).
+
+    Each pair of ``folder`` becomes the left view NIR[:, :W - s] and the right view RGB[:, s:]
+    (:func:`~stereo_depth_ros.data.nir_rgb.shifted_real_pairs`, the pairs ``eval-cross-spectral --real-nir`` scores),
+    all cropped from the top-left to the smallest size among them (one calibration per bag). The calibration is
+    nominal: fx = fy = the image width in pixels, the principal point at the centre, baseline
+    :data:`NIR_STEREO_BASELINE_M`; the ground-truth depth is ``fx B / s`` where the GT disparity is known, NaN
+    elsewhere, so the replay's ``disparity-depth`` scorer measures the disparity EPE against ``s``.
+
+    Args:
+        folder: aligned NIR/RGB photographs (e.g. ``../shared/data/nir_rgb/indoor``).
+        out: bag folder to create.
+        shift_px: the known disparity in pixels (> 0, less than half the downscaled width).
+        short_side: short side in pixels before the shift (None: full size); default 256.
+        limit: the first ``limit`` pairs only (None: all).
+        pixel_aligned: the photographs need no warp (``nir_rgb/country``).
+        options: ``rate_hz``, ``frame_id``, ``start_stamp_ns``, ``overwrite`` of
+            :func:`~stereo_depth_ros.data.stereo_bag.write_stereo_bag`.
+
+    Returns:
+        :class:`~stereo_depth_ros.data.stereo_bag.StereoBagSummary`.
+
+    Raises:
+        FileNotFoundError: for a missing folder, no pairs, or a pair without its matrix.
+        ValueError: for a bad shift, short side or limit, and as ``write_stereo_bag``.
+    """
+    _check_short_side(short_side)
+    pairs = shifted_real_pairs(folder, shift_px, short_side, limit, pixel_aligned)
+    height = min(pair["nir"].shape[0] for pair in pairs)
+    width = min(pair["nir"].shape[1] for pair in pairs)
+    camera = StereoCameraModel(fx=float(width), cx=(width - 1) / 2.0, cy=(height - 1) / 2.0,
+                               baseline_m=NIR_STEREO_BASELINE_M)
+
+    def crop(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array[:height, :width])
+
+    return write_stereo_bag(out, [crop(pair["nir"]) for pair in pairs], [crop(pair["right_rgb"]) for pair in pairs],
+                            camera, gt_depths=[camera.depth_from_disparity(crop(pair["gt_disparity"]))
+                                               for pair in pairs], total=len(pairs), **options)

@@ -25,7 +25,7 @@ from stereo_depth_ros.data.folder_dataset import ImageFolderDataset, Sample
 from stereo_depth_ros.images import read_image
 
 __all__ = ["UnpairedNirRgbDataset", "AlignedNirRgbPair", "read_aligned_pairs", "find_nir_rgb_pairs",
-           "resize_short_side", "downscale_aligned_pair"]
+           "resize_short_side", "downscale_aligned_pair", "shifted_real_pairs"]
 
 PAIR_PATTERN = re.compile(r"^(\d+)_nir\.(jpg|png)$")
 
@@ -229,3 +229,41 @@ def downscale_aligned_pair(pair: AlignedNirRgbPair, short_side: int | None
     rgb = resize_short_side(pair.rgb, short_side)
     valid = cv2.resize(pair.valid.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     return nir, np.where(valid[..., None], rgb, 0).astype(np.uint8), valid
+
+
+def shifted_real_pairs(folder: str | Path, shift_px: int, short_side: int | None = 256,
+                       limit: int | None = None, pixel_aligned: bool = False) -> list[dict]:
+    """Real NIR/RGB stereo pairs with exact ground truth, made from aligned NIR/RGB photographs by a known shift.
+
+    Each aligned pair (:func:`read_aligned_pairs`, at ``short_side`` as ``eval-cross-modal``,
+    :func:`downscale_aligned_pair`) of width W gives the left view ``NIR[:, :W - s]`` (and its RGB,
+    ``RGB[:, :W - s]``, for the upper bound) and the right view ``RGB[:, s:]``: the scene point at left column x
+    is at right column x - s, so the GT disparity is ``s`` (pixels) wherever the warped RGB is valid and x >= s,
+    NaN elsewhere.
+    ``pixel_aligned``: the photographs need no warp (``nir_rgb/country``; ``read_aligned_pairs``). The appearance
+    difference between the views is that of a real NIR and a real RGB camera; the geometry (one fronto-parallel
+    plane) is not a real scene's, and the affine alignment of the photographs is good to about a pixel.
+
+    Returns:
+        ``[{"name", "nir" (h, w - s) uint8, "left_rgb" (h, w - s, 3) uint8 BGR, "right_rgb" (h, w - s, 3) uint8 BGR,
+        "gt_disparity" (h, w - s) float32}, ...]``.
+
+    Raises:
+        FileNotFoundError: for a missing folder or pair; ValueError: for a shift that is not a positive integer
+            smaller than half the downscaled width.
+    """
+    if isinstance(shift_px, bool) or int(shift_px) != shift_px or shift_px <= 0:
+        raise ValueError(f"shift must be a positive integer, got {shift_px!r}")
+    result = []
+    for pair in read_aligned_pairs(folder, limit, pixel_aligned):
+        nir, rgb, valid = downscale_aligned_pair(pair, short_side)
+        width = nir.shape[1]
+        if 2 * shift_px >= width:
+            raise ValueError(f"shift {shift_px} px must be less than half the width of pair {pair.name} "
+                             f"({width} px at short side {short_side})")
+        gt = np.full((nir.shape[0], width - shift_px), float(shift_px), np.float32)
+        gt[:, :shift_px] = np.nan
+        gt[~(valid[:, :width - shift_px] & valid[:, shift_px:])] = np.nan
+        result.append({"name": f"{Path(folder).name}/{pair.name}", "nir": nir[:, :width - shift_px],
+                       "left_rgb": rgb[:, :width - shift_px], "right_rgb": rgb[:, shift_px:], "gt_disparity": gt})
+    return result

@@ -325,7 +325,8 @@ class StereoBagWriter:
 
         Args:
             stamp_ns: header stamp in nanoseconds; must increase from frame to frame.
-            left_bgr, right_bgr: (H, W, 3) uint8 BGR (or (H, W) uint8 grey) of the camera_info size.
+            left_bgr, right_bgr: (H, W, 3) uint8 BGR (or (H, W) uint8 grey) of the camera_info size, one dtype
+                (one view may be grey and the other colour: a NIR/RGB pair).
             gt_depth_m: (H, W) float depth in metres, NaN where unknown; required when the writer was made
                 ``with_gt_depth``, refused otherwise.
             reference_pair: (left, right) (H', W', 3) uint8 BGR reference images of one size (the HR pair of a
@@ -333,7 +334,7 @@ class StereoBagWriter:
                 otherwise.
 
         Raises:
-            ValueError: for images of another size than the camera_info, different left/right shapes, a missing
+            ValueError: for images of another size than the camera_info, different left/right dtypes, a missing
                 or unexpected depth or reference pair, or a stamp that does not increase.
         """
         size = (self.left_info.height, self.left_info.width)
@@ -341,7 +342,7 @@ class StereoBagWriter:
             if image.shape[:2] != size:
                 raise ValueError(f"frame {self.frames}: {side} image is {image.shape[1]}x{image.shape[0]} but the "
                                  f"camera_info says {size[1]}x{size[0]}")
-        if left_bgr.shape != right_bgr.shape or left_bgr.dtype != right_bgr.dtype:
+        if left_bgr.dtype != right_bgr.dtype:  # a grey view beside a colour one is allowed (a NIR/RGB rig)
             raise ValueError(f"frame {self.frames}: left {left_bgr.shape} {left_bgr.dtype} and right "
                              f"{right_bgr.shape} {right_bgr.dtype} images differ")
         if (gt_depth_m is not None) != self.with_gt_depth:

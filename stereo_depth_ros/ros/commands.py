@@ -73,6 +73,13 @@ def _add_make_bag(sub) -> None:
     parser.add_argument("--short-side", type=int, default=None, metavar="PX",
                         help="with --nir-rgb: short side in pixels (default 256, eval-cross-modal's)")
     parser.add_argument("--limit", type=int, default=None, help="with --nir-rgb: the first N pairs only")
+    parser.add_argument("--stereo-shift", type=int, default=None, metavar="PX",
+                        help="with --nir-rgb: make a NIR/RGB stereo bag for cross_modal_node in input_mode "
+                             "nir-rgb-pair instead: left = the NIR (mono8), right = the RGB shifted by PX pixels "
+                             "(bgr8), a nominal calibration (fx = the width, baseline 5 cm) and /stereo/gt/depth "
+                             "(the known disparity PX as depth)")
+    parser.add_argument("--pixel-aligned", action="store_true",
+                        help="with --nir-rgb: the pairs are pixel-aligned already (nir_rgb/country: no matrices)")
     parser.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps in Hz (default %(default)s)")
     parser.add_argument("--frame-id", default=None,
                         help="left optical frame id (REP-103; default stereo_left_optical_frame, with --nir-rgb "
@@ -90,8 +97,8 @@ def run_make_bag(args: argparse.Namespace) -> int:
 
     if args.nir_rgb is not None:
         return _make_nir_bag(args)
-    if args.short_side is not None or args.limit is not None:
-        raise ValueError("--short-side and --limit go with --nir-rgb")
+    if args.short_side is not None or args.limit is not None or args.stereo_shift is not None or args.pixel_aligned:
+        raise ValueError("--short-side, --limit, --stereo-shift and --pixel-aligned go with --nir-rgb")
     if args.left is None or args.right is None:
         raise ValueError("make-bag needs --left and --right (folders of rectified images), or --nir-rgb DIR")
     if args.camera_info_yaml is None and args.focal_px is None:
@@ -134,8 +141,11 @@ def run_make_bag(args: argparse.Namespace) -> int:
 
 
 def _make_nir_bag(args: argparse.Namespace) -> int:
-    """``make-bag --nir-rgb DIR``: a NIR bag for cross_modal_node (:mod:`stereo_depth_ros.data.nir_bag`)."""
-    from stereo_depth_ros.data.nir_bag import DEFAULT_SHORT_SIDE, NIR_FRAME_ID, make_nir_bag_from_folder
+    """``make-bag --nir-rgb DIR``: a NIR bag for cross_modal_node (:mod:`stereo_depth_ros.data.nir_bag`), or with
+    ``--stereo-shift`` a NIR/RGB stereo bag for its nir-rgb-pair mode."""
+    from stereo_depth_ros.data.nir_bag import DEFAULT_SHORT_SIDE, NIR_FRAME_ID, make_nir_bag_from_folder, \
+        make_nir_stereo_bag_from_folder
+    from stereo_depth_ros.data.stereo_bag import LEFT_FRAME_ID
 
     stereo_options = {"--left": args.left, "--right": args.right, "--camera-info-yaml": args.camera_info_yaml,
                       "--focal-px": args.focal_px, "--baseline-m": args.baseline_m, "--cx": args.cx, "--cy": args.cy,
@@ -149,6 +159,20 @@ def _make_nir_bag(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be a positive number of pairs, got {args.limit}")
     start_ns = None if args.start_time is None else int(round(args.start_time * 1e9))
     short_side = DEFAULT_SHORT_SIDE if args.short_side is None else args.short_side
+    if args.stereo_shift is not None:
+        stereo = make_nir_stereo_bag_from_folder(
+            args.nir_rgb, args.out, args.stereo_shift, short_side=short_side, limit=args.limit,
+            pixel_aligned=args.pixel_aligned, rate_hz=args.rate, frame_id=args.frame_id or LEFT_FRAME_ID,
+            start_stamp_ns=start_ns, overwrite=args.overwrite)
+        print(f"wrote {stereo.path}: {stereo.frames} NIR/RGB stereo pairs {stereo.width}x{stereo.height} at "
+              f"{args.rate} Hz from {args.nir_rgb} (NIR left, RGB right shifted by {args.stereo_shift} px; nominal "
+              f"calibration fx = {stereo.calibration.fx:.1f} px, baseline {stereo.calibration.baseline_m * 1000:.0f} "
+              f"mm; ground-truth depth of the known disparity)")
+        for topic, (msgtype, count) in stereo.topics.items():
+            print(f"  {topic}  {msgtype}  {count} messages")
+        return 0
+    if args.pixel_aligned:
+        raise ValueError("--pixel-aligned goes with --stereo-shift (the NIR bag reads the held-out pairs' matrices)")
     summary = make_nir_bag_from_folder(args.nir_rgb, args.out, short_side=short_side, limit=args.limit,
                                        rate_hz=args.rate, frame_id=args.frame_id or NIR_FRAME_ID,
                                        start_stamp_ns=start_ns, overwrite=args.overwrite)

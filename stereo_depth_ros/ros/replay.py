@@ -3,9 +3,10 @@ node kind, driven by a frame spec.
 
 ``stereo-depth-ros replay BAG --out DIR [--pace lockstep|bag] [--rate R]`` (:func:`replay_bag`):
 
-1. picks the :class:`FrameSpec` of the node kind the parameters file starts (:data:`FRAME_SPECS`: the node's
-   input topics and message types, the inputs that make up a frame, its outputs, the bag's ground-truth topics,
-   how to decode them into arrays and which scorers of :mod:`stereo_depth_ros.evaluation.scorers` to run);
+1. picks the :class:`FrameSpec` of the node kind the parameters file starts, in the mode its parameters select
+   (:data:`FRAME_SPECS`, :func:`frame_spec`: the node's input topics and message types, the inputs that make up a
+   frame, its outputs, the bag's ground-truth topics, how to decode them into arrays and which scorers of
+   :mod:`stereo_depth_ros.evaluation.scorers` to run);
 2. checks the bag (:func:`stereo_depth_ros.data.bag_io.inspect_bag`: the spec's input topics present with their
    types, not truncated) and reads the stereo camera model from its camera_info
    (:meth:`stereo_depth_ros.geometry.StereoCameraModel.from_camera_info`);
@@ -96,6 +97,9 @@ class FrameSpec:
         scorers: names of :mod:`stereo_depth_ros.evaluation.scorers` to run.
         camera_info: (left, right) camera_info inputs giving the stereo camera model, or None.
         sheet_outputs: decoded outputs shown beside the first frame image in the contact sheet.
+        mode: ``(parameter, value)`` when the spec holds only while the node's parameter has that value (a node
+            kind with input modes, e.g. ``("input_mode", "nir-rgb-pair")``); None: in every mode. See
+            :func:`frame_spec`.
     """
 
     node_kind: str
@@ -108,6 +112,7 @@ class FrameSpec:
     scorers: tuple[str, ...] = ()
     camera_info: tuple[str, str] | None = None
     sheet_outputs: tuple[str, ...] = ()
+    mode: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.frame_topics or any(t not in self.inputs for t in self.frame_topics):
@@ -164,31 +169,67 @@ STEREO_FRAME_SPEC = FrameSpec(
     sheet_outputs=("disparity", "depth"),
 )
 
-FRAME_SPECS: dict[str, FrameSpec] = {}
-"""Registry: node kind -> :class:`FrameSpec`."""
+FRAME_SPECS: dict[str, list[FrameSpec]] = {}
+"""Registry: node kind -> its :class:`FrameSpec` (one per mode for a kind with input modes; the first registered is
+the kind's default)."""
 
 
 def register_frame_spec(spec: FrameSpec, replace: bool = False) -> None:
-    """Register the frame spec of a node kind.
+    """Register the frame spec of a node kind (of one of its modes, when ``spec.mode`` is set).
 
     Raises:
-        ValueError: if the kind has one already (unless ``replace``).
+        ValueError: if the kind (in that mode) has one already (unless ``replace``), or if a kind would get a
+            spec for every mode beside one for a single mode.
     """
-    if spec.node_kind in FRAME_SPECS and not replace:
-        raise ValueError(f"node kind {spec.node_kind!r} already has a frame spec")
-    FRAME_SPECS[spec.node_kind] = spec
+    specs = FRAME_SPECS.setdefault(spec.node_kind, [])
+    same = [index for index, known in enumerate(specs) if known.mode == spec.mode]
+    if same and not replace:
+        raise ValueError(f"node kind {spec.node_kind!r} already has a frame spec"
+                         + (f" for {spec.mode[0]} {spec.mode[1]!r}" if spec.mode else ""))
+    if same:
+        specs[same[0]] = spec
+        return
+    if specs and (spec.mode is None or any(known.mode is None for known in specs)):
+        raise ValueError(f"node kind {spec.node_kind!r}: a frame spec for every mode cannot stand beside specs for "
+                         f"single modes")
+    specs.append(spec)
 
 
-def frame_spec(node_kind: str) -> FrameSpec:
-    """The frame spec of a node kind.
+def _parameter_default(node_kind: str, name: str):
+    """The declared default of a node kind's parameter (its class's ``PARAMETERS``), or None."""
+    kind = bringup_spec.NODE_KINDS.get(node_kind)
+    if kind is None:
+        return None
+    node_class = getattr(importlib.import_module(kind.module), kind.class_name)
+    return next((p.default for p in getattr(node_class, "PARAMETERS", ()) if p.name == name), None)
+
+
+def frame_spec(node_kind: str, parameters: Mapping | None = None) -> FrameSpec:
+    """The frame spec of a node kind, for the mode its parameters select.
+
+    Args:
+        node_kind: a ``bringup_spec.NODE_KINDS`` key.
+        parameters: the node's parameters (from its parameters file, with any overrides); a spec with a ``mode``
+            ``(name, value)`` is chosen when ``parameters[name]`` (or, when absent, the node's declared default)
+            equals ``value``. None: the kind's default spec (the first registered).
 
     Raises:
-        ValueError: for a kind without one, listing the kinds that have one.
+        ValueError: for a kind without a spec, listing the kinds that have one, or for parameters that select
+            none of the kind's modes (naming the parameter and the modes with a spec).
     """
     if node_kind not in FRAME_SPECS:
         raise ValueError(f"node kind {node_kind!r} has no replay frame spec; kinds with one: "
                          f"{', '.join(sorted(FRAME_SPECS))}")
-    return FRAME_SPECS[node_kind]
+    specs = FRAME_SPECS[node_kind]
+    if parameters is None or specs[0].mode is None:
+        return specs[0]
+    name = specs[0].mode[0]
+    value = parameters.get(name, _parameter_default(node_kind, name))
+    for spec in specs:
+        if spec.mode == (name, value):
+            return spec
+    raise ValueError(f"node kind {node_kind!r} with {name} {value!r} has no replay frame spec; modes with one: "
+                     f"{', '.join(spec.mode[1] for spec in specs)}")
 
 
 register_frame_spec(STEREO_FRAME_SPEC)
@@ -287,7 +328,8 @@ def decode_valid_mask(msg, camera: StereoCameraModel | None) -> np.ndarray:
 #: :mod:`stereo_depth_ros.data.nir_bag`): the NIR image in, pseudo-RGB (rgb8) and monocular depth out, the
 #: pseudo-RGB scored by the "cross-modal" scorer (masked PSNR, SSIM, angular error) against the bag's aligned real
 #: RGB (``gt/image_rgb``) inside its valid mask (``gt/valid_mask``). A frame is out once both outputs arrived; the
-#: depth is recorded and drawn, not scored (the bag has no depth reference). The "nir-rgb-pair" mode has no spec.
+#: depth is recorded and drawn, not scored (the bag has no depth reference). The "nir-rgb-pair" mode has its own
+#: spec below.
 CROSS_MODAL_FRAME_SPEC = FrameSpec(
     node_kind="cross_modal_node",
     inputs={"image_nir": IMAGE_TYPE},
@@ -300,8 +342,31 @@ CROSS_MODAL_FRAME_SPEC = FrameSpec(
               "gt/valid_mask": ("valid_mask", decode_valid_mask)},
     scorers=("cross-modal",),
     sheet_outputs=("cross_modal/pseudo_rgb", "cross_modal/depth"),
+    mode=("input_mode", "nir"),
 )
 register_frame_spec(CROSS_MODAL_FRAME_SPEC)
+
+#: The cross-modal node in input_mode "nir-rgb-pair" on a NIR/RGB stereo bag (``make-bag --nir-rgb DIR
+#: --stereo-shift S``, :func:`stereo_depth_ros.data.nir_bag.make_nir_stereo_bag_from_folder`; or any stereo bag whose
+#: left view is a NIR camera's mono8 image): the stereo node's inputs, its disparity and depth out under cross_modal/
+#: (with the pseudo-RGB), scored by the "disparity-depth" scorer against the bag's gt/depth, as the stereo node's.
+CROSS_MODAL_PAIR_FRAME_SPEC = FrameSpec(
+    node_kind="cross_modal_node",
+    inputs=dict(STEREO_FRAME_SPEC.inputs),
+    frame_topics=STEREO_FRAME_SPEC.frame_topics,
+    outputs={"cross_modal/disparity": DISPARITY_TYPE, "cross_modal/depth": IMAGE_TYPE,
+             "cross_modal/pseudo_rgb": IMAGE_TYPE},
+    ground_truth={"gt/depth": IMAGE_TYPE},
+    decoders={"cross_modal/disparity": ("disparity", decode_disparity_image),
+              "cross_modal/depth": ("depth", decode_depth_image),
+              "cross_modal/pseudo_rgb": ("pseudo_rgb_image", decode_colour_image),
+              "gt/depth": ("depth", decode_depth_image)},
+    scorers=("disparity-depth",),
+    camera_info=STEREO_FRAME_SPEC.camera_info,
+    sheet_outputs=("cross_modal/pseudo_rgb", "cross_modal/disparity"),
+    mode=("input_mode", "nir-rgb-pair"),
+)
+register_frame_spec(CROSS_MODAL_PAIR_FRAME_SPEC)
 
 
 def _absolute(namespace: str, topic: str) -> str:
@@ -555,7 +620,9 @@ def replay_bag(bag: str | Path, out_dir: str | Path, params_file: str | Path | N
     if len(with_spec) != 1:
         raise ValueError(f"the parameters file {plans[0].params_file} starts the node kinds {kinds}; the replay "
                          f"drives exactly one kind with a frame spec ({', '.join(sorted(FRAME_SPECS))})")
-    spec = frame_spec(with_spec[0])
+    plan = next(plan for plan in plans if plan.kind.name == with_spec[0])
+    spec = frame_spec(with_spec[0], {**bringup_spec.file_parameters(plan), **dict(plan.parameter_overrides),
+                                     **(overrides or {})})
     replay_input = check_bag(bag, spec, namespace)
     out_dir = Path(out_dir)
     if (out_dir / "outputs").exists() and not overwrite:
