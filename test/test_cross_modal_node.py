@@ -28,7 +28,7 @@ from stereo_msgs.msg import DisparityImage  # noqa: E402
 from stereo_depth_ros.evaluation.datasets import SKIMAGE_MOTORCYCLE_CAMERA  # noqa: E402
 from stereo_depth_ros.models import cross_modal  # noqa: E402
 from stereo_depth_ros.ros import conversions  # noqa: E402
-from stereo_depth_ros.ros.cross_modal_node import PARAMETER_SPECS, CrossModalNode  # noqa: E402
+from stereo_depth_ros.ros.cross_modal_node import CROSS_SPECTRAL_WEIGHTS, PARAMETER_SPECS, CrossModalNode  # noqa: E402
 from stereo_depth_ros.ros.stereo_node import mask_disparity  # noqa: E402
 from ros_rig import NodeRig, closing_factory, ros_context  # noqa: E402
 
@@ -207,7 +207,9 @@ def test_pair_modality_feeds_the_stereo_network_the_translated_pair(rig_factory,
     to_rgb = cross_modal.CrossModalEstimator("nir-to-rgb", weights=generator_weights, backend="torch")
     to_nir = cross_modal.CrossModalEstimator("rgb-to-nir", weights=nir_generator_weights, backend="torch")
     left, right = cross_modal.same_modality_pair(nir, rgb, modality, to_rgb, to_nir)
-    offline = create_estimator("coarse-to-fine").estimate(left, right)[-1]
+    # in this mode an empty 'weights' is the packaged cross-spectral fine-tune
+    assert Path(rig.node.estimator.weights_path) == CROSS_SPECTRAL_WEIGHTS
+    offline = create_estimator("coarse-to-fine", weights=str(CROSS_SPECTRAL_WEIGHTS)).estimate(left, right)[-1]
     # as the stereo node publishes it: d = x_l - x_r - (cx_l - cx_r), NaN below 1 px and outside the right view
     expected = mask_disparity(offline, camera_infos_camera().principal_point_offset, 1.0)[1]
     published = conversions.image_to_numpy(msg.image)
@@ -317,3 +319,26 @@ def test_launch_argument_cross_modal_adds_the_node(monkeypatch):
     remappings = dict(cross["remappings"])
     assert remappings["left/image_rect"] == "/nir/image_rect" and remappings["depth"] == "cross_modal/depth"
     assert "left/image_rect" not in dict(nodes[0].kwargs["remappings"])  # the stereo node keeps its inputs
+
+
+def test_pair_mode_stereo_weights_default_to_the_cross_spectral_fine_tune(context, generator_weights):
+    from stereo_depth_ros.models.estimator import default_weights_path
+
+    def node(**parameters):
+        overrides = [Parameter("translation_weights", value=str(generator_weights)),
+                     Parameter("backend", value="torch"), Parameter("input_mode", value="nir-rgb-pair")]
+        return CrossModalNode(context=context, parameter_overrides=overrides + [
+            Parameter(name, value=value) for name, value in parameters.items()])
+
+    assert CROSS_SPECTRAL_WEIGHTS.is_file()
+    for made, expected in ((node(), CROSS_SPECTRAL_WEIGHTS),
+                           (node(weights=str(default_weights_path())), default_weights_path())):
+        try:
+            assert Path(made.estimator.weights_path) == expected
+        finally:
+            made.destroy_node()
+    sgbm = node(method="sgbm")
+    try:
+        assert sgbm.estimator.name == "sgbm"  # no network weights for SGBM
+    finally:
+        sgbm.destroy_node()

@@ -229,6 +229,7 @@ def test_pair_mode_replay_scores_the_disparity_the_node_computes(tmp_path, motor
     from stereo_depth_ros.geometry import StereoCameraModel
     from stereo_depth_ros.models.cross_modal import same_modality_pair
     from stereo_depth_ros.models.registry import create_estimator
+    from stereo_depth_ros.ros.cross_modal_node import CROSS_SPECTRAL_WEIGHTS
     from stereo_depth_ros.ros.replay import replay_bag
     from stereo_depth_ros.ros.stereo_node import mask_disparity
 
@@ -242,7 +243,8 @@ def test_pair_mode_replay_scores_the_disparity_the_node_computes(tmp_path, motor
                      start_stamp_ns=1_000_000_000)
     translator = create_estimator("cyclegan-nir-to-rgb", weights=str(generator_weights), backend="torch")
     stereo_left, stereo_right = same_modality_pair(nir, right, "pseudo-rgb-matched", translator)
-    offline = mask_disparity(create_estimator("coarse-to-fine").estimate(stereo_left, stereo_right)[-1], 0.0, 1.0)[1]
+    network = create_estimator("coarse-to-fine", weights=str(CROSS_SPECTRAL_WEIGHTS))  # the pair mode's default
+    offline = mask_disparity(network.estimate(stereo_left, stereo_right)[-1], 0.0, 1.0)[1]
     expected = stereo_metrics(offline, gt_disparity)["epe_px"]
 
     params = tmp_path / "pair.yaml"

@@ -214,3 +214,56 @@ def test_average_weights_is_the_mean_of_every_float_tensor(tmp_path, capsys):
         average_weights([paths[0], tmp_path / "other.safetensors"], tmp_path / "bad.safetensors")
     with pytest.raises(ValueError, match="at least one"):
         average_weights([], tmp_path / "bad.safetensors")
+
+
+def test_cross_spectral_left_renders_chosen_items_as_one_random_band():
+    from stereo_depth_ros.training.stereo_trainer import cross_spectral_left
+
+    left = torch.rand(64, 3, 6, 7)
+    out = cross_spectral_left(left, 0.5, torch.Generator().manual_seed(1))
+    grey = torch.tensor([torch.equal(item[0], item[1]) and torch.equal(item[1], item[2]) for item in out])
+    unchanged = torch.tensor([torch.equal(a, b) for a, b in zip(out, left)])
+    assert bool((grey ^ unchanged).all())  # each item is either a grey rendering or the input itself
+    assert 16 < int(grey.sum()) < 48  # about half of the items
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    # the rendering is a monotonic tone curve of a positive channel mix: pixel order of a grey input is kept
+    ramp = torch.linspace(0.05, 0.95, 30).view(1, 1, 1, 30).expand(4, 3, 2, 30).contiguous()
+    rendered = cross_spectral_left(ramp, 1.0, torch.Generator().manual_seed(2))
+    assert bool((rendered[:, 0, 0].diff(dim=-1) >= 0).all())
+    assert not torch.allclose(rendered[0], rendered[1])  # each item draws its own response
+    again = cross_spectral_left(left, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # repeatable with a seed
+    assert cross_spectral_left(left, 0.0) is left
+    with pytest.raises(ValueError, match="probability must be in \\[0, 1\\]"):
+        cross_spectral_left(left, 1.5)
+    with pytest.raises(ValueError, match="must be \\(B, 3, H, W\\)"):
+        cross_spectral_left(left[:, :1], 0.5)
+
+
+def test_cross_spectral_training_records_the_option(two_real_pairs, tmp_path):
+    plain, spectral = tmp_path / "plain.safetensors", tmp_path / "spectral.safetensors"
+    train_stereo(_options(two_real_pairs, plain, steps=2))
+    card = train_stereo(_options(two_real_pairs, spectral, steps=2, cross_spectral=1.0))
+    assert card["options"]["cross_spectral"] == 1.0
+    a, b = load_weights(plain).state_dict(), load_weights(spectral).state_dict()
+    assert any(not torch.equal(a[key], b[key]) for key in a)  # the network saw other inputs
+    with pytest.raises(ValueError, match="cross_spectral must be a probability"):
+        train_stereo(_options(two_real_pairs, tmp_path / "bad.safetensors", steps=1, cross_spectral=-0.1))
+
+
+def test_packaged_cross_spectral_weights_match_their_card():
+    import hashlib
+
+    from stereo_depth_ros.models.registry import WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / "coarse_to_fine_cross_spectral.safetensors"
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["file"] == path.name and card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert card["ground_truth_used"] is False and card["training"]["cross_spectral"] == 0.5
+    assert path.stat().st_size < 5 * 1024 * 1024
+    model = load_weights(path)
+    assert isinstance(model, CoarseToFineStereoNet) and model.config == load_weights(
+        WEIGHTS_DIR / "coarse_to_fine_stereo.safetensors").config  # the stereo network, fine-tuned
+    chosen = card["selection"]["step100"]
+    others = [card["selection"][key] for key in ("packaged_stereo_weights", "step300", "step600")]
+    assert all(chosen[key] < other[key] for other in others for key in chosen)  # the best on both validation sets

@@ -123,6 +123,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                                            f"(default {REAL_SHIFT_PX})")
     spectral.add_argument("--pixel-aligned", action="store_true", help="the --real-nir photographs are pixel-aligned "
                                                                        "already (nir_rgb/country: no matrices)")
+    spectral.add_argument("--stereo-weights", metavar="PATH", help="coarse-to-fine weights (default: packaged)")
     spectral.add_argument("--method", default="coarse-to-fine", choices=SPECTRAL_METHODS,
                           help="stereo method (default the packaged network; sgbm: OpenCV SGBM)")
     spectral.add_argument("--confidence-threshold", type=float, default=0.0, metavar="T",
@@ -292,7 +293,7 @@ def _run_cross_modal(args: argparse.Namespace) -> int:
 def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_weights=None, rgb_weights=None,
                             backend: str = "auto", real_nir=None, shift_px: int = REAL_SHIFT_PX,
                             pixel_aligned: bool = False, method: str = "coarse-to-fine",
-                            confidence_threshold: float = 0.0) -> dict:
+                            confidence_threshold: float = 0.0, stereo_weights=None) -> dict:
     """Run the ``eval-cross-spectral`` protocol (module docstring).
 
     Args:
@@ -302,6 +303,8 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
             ``"<folder>-shift<s>"``; ``pixel_aligned`` for photographs that need no warp.
         method: the stereo method, ``"coarse-to-fine"`` (the packaged network, final stage) or ``"sgbm"`` (OpenCV
             SGBM as the stereo node runs it; its EPE is on the pixels where it has a value, see the density).
+        stereo_weights: coarse-to-fine weights (None: the packaged ones), e.g. those of ``train-stereo
+            --cross-spectral``.
         confidence_threshold: coarse-to-fine only: drop the pixels whose confidence (the node's
             ``disparity/confidence``, the estimator's default measure) is below it, as the node's
             ``confidence_threshold`` parameter does (:func:`stereo_depth_ros.models.confidence
@@ -323,12 +326,15 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
     _check_positive(limit, "limit")
     if method not in SPECTRAL_METHODS:
         raise ValueError(f"unknown stereo method {method!r}; expected one of {', '.join(SPECTRAL_METHODS)}")
+    if method == "sgbm" and stereo_weights is not None:
+        raise ValueError("stereo weights are the coarse-to-fine network's; sgbm has none")
     if not 0.0 <= confidence_threshold <= 1.0 or (confidence_threshold > 0 and method == "sgbm"):
         raise ValueError(f"confidence threshold must be in [0, 1] and needs the coarse-to-fine network, got "
                          f"{confidence_threshold} with {method}")
     to_nir = create_estimator("cyclegan-rgb-to-nir", weights=nir_weights, backend=backend)
     to_rgb = create_estimator("cyclegan-nir-to-rgb", weights=rgb_weights, backend=backend)
-    stereo = create_estimator(method) if method == "sgbm" else create_estimator(method, backend=backend)
+    stereo = (create_estimator(method) if method == "sgbm"
+              else create_estimator(method, backend=backend, weights=stereo_weights))
 
     def score(set_name: str, name: str, nir, left_rgb, right_rgb, gt, valid=None) -> dict:
         nir_bgr = np.repeat(nir_to_grey(nir)[..., None], 3, axis=2)
@@ -377,7 +383,7 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
 def _run_cross_spectral(args: argparse.Namespace) -> int:
     result = evaluate_cross_spectral(args.sets, args.data_root, args.limit, args.nir_weights, args.rgb_weights,
                                      args.backend, args.real_nir, args.shift, args.pixel_aligned,
-                                     args.method, args.confidence_threshold)
+                                     args.method, args.confidence_threshold, args.stereo_weights)
     if args.json:
         rows = [{"set": row["set"], "pairs": row["pairs"],
                  **{f"epe_px_{key.replace('-', '_')}": _json_number(row[key]) for key in SPECTRAL_PAIRS},

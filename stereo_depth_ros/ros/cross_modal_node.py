@@ -24,7 +24,8 @@ trained on RGB run. Two input modes (parameter ``input_mode``, read-only after s
   exactly as :class:`~stereo_depth_ros.ros.stereo_node.StereoDepthNode` publishes them: this node *is* a stereo
   node (a subclass) whose input conversion translates the NIR view first, so the stereo parameters (``method``,
   ``weights``, ``min_disparity``, ``min_depth``, ``max_depth``, ...) and any output the stereo node gains apply
-  here too.
+  here too; an empty ``weights`` means the packaged cross-spectral fine-tune (:data:`CROSS_SPECTRAL_WEIGHTS`) in
+  this mode.
 
 On the node base (:mod:`stereo_depth_ros.ros.node_base`): lazy (no input subscription and no inference while no
 output has a subscriber; in pair mode the stereo network runs only while a stereo output has a subscriber), the
@@ -43,7 +44,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from stereo_depth_ros.models.cross_modal import PAIR_MODALITIES, same_modality_pair
-from stereo_depth_ros.models.registry import create_estimator
+from stereo_depth_ros.models.registry import WEIGHTS_DIR, create_estimator
 from stereo_depth_ros.ros import conversions
 from stereo_depth_ros.ros.conversions import InputError
 from stereo_depth_ros.ros.mono_node import apply_depth_limits, create_monocular_estimator, fixed_depth_scale
@@ -57,6 +58,9 @@ INPUT_MODES = ("nir", "nir-rgb-pair")
 TRANSLATION_MODEL = "cyclegan-nir-to-rgb"
 NIR_TRANSLATION_MODEL = "cyclegan-rgb-to-nir"
 DEFAULT_PAIR_MODALITY = "pseudo-rgb-matched"
+#: The stereo weights of the nir-rgb-pair mode when parameter ``weights`` is empty: the packaged network fine-tuned
+#: with ``train-stereo --cross-spectral`` (docs/cross_modal.md, "Cross-spectral fine-tuning").
+CROSS_SPECTRAL_WEIGHTS = WEIGHTS_DIR / "coarse_to_fine_cross_spectral.safetensors"
 DEFAULT_DEPTH_MODEL = "dispnet-subpixel"
 NIR_ENCODINGS = ("mono8", "mono16")
 RGB_ENCODINGS = ("rgb8", "bgr8")
@@ -178,6 +182,8 @@ class CrossModalNode(StereoDepthNode):
             described = f"monocular depth {self.depth_estimator.name} ({'metric' if self.metric else 'scale-free'})"
         else:
             self.INPUT_TOPICS = PAIR_INPUT_TOPICS
+            if settings["method"] == "coarse-to-fine" and not settings["weights"] and CROSS_SPECTRAL_WEIGHTS.is_file():
+                settings["weights"] = str(CROSS_SPECTRAL_WEIGHTS)  # the stereo node's setup builds with these
             if self.pair_modality == "pseudo-nir":
                 self.nir_translator = create_estimator(
                     NIR_TRANSLATION_MODEL, weights=settings["nir_translation_weights"] or None,

@@ -69,6 +69,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="SGBM search range of the proxies in pixels, a multiple of 16 (default 192)")
     parser.add_argument("--proxy-cache", default="runs/proxy_cache", metavar="DIR",
                         help="where the proxies are cached (default runs/proxy_cache)")
+    parser.add_argument("--cross-spectral", type=float, default=0.0, metavar="P",
+                        help="with probability P the network's left input is a random single-band grey rendering "
+                             "of the left view (the loss keeps the colour views): training for a NIR/RGB rig "
+                             "(default 0 = off; docs/cross_modal.md)")
     parser.set_defaults(run=_run)
 
     average = sub.add_parser("average-weights", help="average the weights of several checkpoints of one run",
@@ -116,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
         stage3_radius=args.stage3_radius, stage3_layers=args.stage3_layers,
         left_right_weight=args.left_right_weight, device=args.device, threads=args.threads,
         stop_at=args.stop_at, exclude=args.exclude, init=args.init, keep_weights=args.keep_weights,
-        proxy_weight=args.proxy_weight, proxy_max_disparity=args.proxy_max_disparity, proxy_cache=args.proxy_cache)
+        proxy_weight=args.proxy_weight, proxy_max_disparity=args.proxy_max_disparity, proxy_cache=args.proxy_cache,
+        cross_spectral=args.cross_spectral)
     card = train_stereo(options)
     print(json.dumps({"weights": args.out, "wall_time_s": card["wall_time_s"], "final_losses": card["final_losses"]},
                      indent=2))

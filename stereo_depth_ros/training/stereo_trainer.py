@@ -71,6 +71,9 @@ class TrainStereoOptions:
             by the stage weights) added to the self-supervised loss; 0 = off (plain self-supervised training).
         proxy_max_disparity: SGBM search range of the proxies in pixels (a multiple of 16).
         proxy_cache: folder where the proxies are cached (computed once per pair; gitignored ``runs/``).
+        cross_spectral: probability (0..1) that an item's left view reaches the network as a random single-band
+            grey rendering (:func:`cross_spectral_left`) while the loss still compares the colour views: training
+            for a left camera of another spectral band (a NIR/RGB rig); 0 = off.
     """
 
     data: list[str]
@@ -102,6 +105,7 @@ class TrainStereoOptions:
     proxy_weight: float = 0.0
     proxy_max_disparity: int = 192
     proxy_cache: str = "runs/proxy_cache"
+    cross_spectral: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -168,14 +172,62 @@ def initial_model(options: TrainStereoOptions) -> CoarseToFineStereoNet:
     return model
 
 
-def stereo_loss_callback(config: PhotometricLossConfig, proxy_weight: float = 0.0):
+def cross_spectral_left(left: torch.Tensor, probability: float, generator: torch.Generator | None = None
+                        ) -> torch.Tensor:
+    """The network's left input for cross-spectral training (``train-stereo --cross-spectral``; beyond the
+    papers, in the spirit of RAFT-Stereo's asymmetric chromatic augmentation).
+
+    With ``probability`` each item is replaced by a grey rendering through a random spectral response: ``g = (w .
+    rgb) ** gamma * gain`` with channel weights ``w ~ Dirichlet(1, 1, 1)``, ``gamma ~ U(0.6, 1.6)``,
+    ``gain ~ U(0.7, 1.3)``, clipped to [0, 1] and replicated to three channels, as a camera of another band (a NIR
+    camera beside an RGB one) might see the scene. The photometric loss keeps the colour views, so the network must
+    match across the change instead of relying on colour.
+
+    Args:
+        left: (B, 3, H, W) float RGB in [0, 1].
+        probability: in [0, 1].
+        generator: torch random generator (repeatable runs), or None for the global one.
+
+    Returns:
+        (B, 3, H, W), the input itself where no item is chosen.
+
+    Raises:
+        ValueError: for a probability outside [0, 1] or a left view that is not (B, 3, H, W).
+
+    Example:
+        >>> left = torch.rand(2, 3, 4, 5)
+        >>> out = cross_spectral_left(left, 1.0, torch.Generator().manual_seed(0))
+        >>> bool(torch.equal(out[:, 0], out[:, 2])), bool(torch.equal(cross_spectral_left(left, 0.0), left))
+        (True, True)
+    """
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"cross_spectral probability must be in [0, 1], got {probability}")
+    if left.ndim != 4 or left.shape[1] != 3:
+        raise ValueError(f"left view must be (B, 3, H, W), got {tuple(left.shape)}")
+    if probability == 0.0:
+        return left
+    batch = left.shape[0]
+    chosen = torch.rand(batch, generator=generator) < probability
+    exponential = -torch.log(torch.rand(batch, 3, generator=generator).clamp_min(1e-12))
+    weights = (exponential / exponential.sum(1, keepdim=True)).to(left)  # Dirichlet(1, 1, 1)
+    gamma = (0.6 + torch.rand(batch, generator=generator)).to(left)
+    gain = (0.7 + 0.6 * torch.rand(batch, generator=generator)).to(left)
+    grey = (left * weights[:, :, None, None]).sum(1, keepdim=True).clamp_min(1e-6)
+    grey = (grey ** gamma[:, None, None, None] * gain[:, None, None, None]).clamp(0.0, 1.0)
+    return torch.where(chosen.to(left.device)[:, None, None, None], grey.expand_as(left), left)
+
+
+def stereo_loss_callback(config: PhotometricLossConfig, proxy_weight: float = 0.0, cross_spectral: float = 0.0,
+                         seed: int = 0):
     """The Trainer's loss callback for the coarse-to-fine network (:func:`self_supervised_stereo_loss`).
 
     The batch holds ``left``, ``right``: (B, 3, h, w) float32 RGB in [0, 1] and ``valid``: (B, 1, h, w) 0/1 (see
     :class:`StereoFolderDataset`). With ``config.left_right_weight > 0`` the network also runs on the mirrored,
     swapped pair to get the right view's disparities (twice the cost of a step). With ``proxy_weight > 0`` the
     batch must also hold ``proxy`` and ``proxy_mask`` (B, 1, h, w) (:class:`ProxyStereoDataset`), and the total
-    gains ``proxy_weight * sum_s stage_weights[s] * masked_proxy_loss(d_s, proxy, proxy_mask)``.
+    gains ``proxy_weight * sum_s stage_weights[s] * masked_proxy_loss(d_s, proxy, proxy_mask)``. With
+    ``cross_spectral > 0`` the network sees :func:`cross_spectral_left` of the left view (random generator seeded
+    with ``seed``); the loss is computed on the colour views.
 
     Returns:
         ``loss(batch, trainer) -> {"total": scalar tensor (minimised), "stage0".."stage3": float (each stage's
@@ -185,10 +237,12 @@ def stereo_loss_callback(config: PhotometricLossConfig, proxy_weight: float = 0.
     Raises:
         ValueError: with ``proxy_weight > 0``, for a batch without ``proxy`` and ``proxy_mask``.
     """
+    generator = torch.Generator().manual_seed(seed)
+
     def loss(batch: dict, trainer: Trainer) -> dict:
         model = trainer.models[MODEL_NAME]
         left, right, valid = batch["left"], batch["right"], batch["valid"]
-        stages = model(left, right)
+        stages = model(cross_spectral_left(left, cross_spectral, generator), right)
         right_stages = None
         if config.left_right_weight > 0:
             flipped = model(right.flip(-1), left.flip(-1))
@@ -228,6 +282,8 @@ def train_stereo(options: TrainStereoOptions) -> dict:
                                         left_right_weight=options.left_right_weight)
     if options.first_trained_stage and not options.init:
         raise ValueError("first_trained_stage > 0 freezes earlier stages: it needs init weights to start from")
+    if not 0.0 <= options.cross_spectral <= 1.0:
+        raise ValueError(f"cross_spectral must be a probability in [0, 1], got {options.cross_spectral}")
     if not (math.isfinite(options.proxy_weight) and options.proxy_weight >= 0):
         raise ValueError(f"proxy_weight must be finite and >= 0, got {options.proxy_weight}")
     proxy_sgbm = None
@@ -262,7 +318,8 @@ def train_stereo(options: TrainStereoOptions) -> dict:
         freeze_stages_before(module, options.first_trained_stage)  # frozen stages back in eval mode
 
     trainer = Trainer(trainer_options, models={MODEL_NAME: model}, optimizers={MODEL_NAME: optimizer},
-                      loss=stereo_loss_callback(loss_config, options.proxy_weight), train_dataset=dataset,
+                      loss=stereo_loss_callback(loss_config, options.proxy_weight, options.cross_spectral,
+                                                options.seed), train_dataset=dataset,
                       schedulers={MODEL_NAME: scheduler}, train_mode=train_mode, device=device,
                       weights_writers=lambda module, path, metadata: save_weights(module, path, metadata))
     training_facts = {"data": [str(d) for d in options.data], "steps": options.steps, "crop": list(options.crop),
