@@ -186,6 +186,16 @@ def test_frame_spec_follows_the_input_mode():
                                          "nir-rgb-pair"):
         frame_spec("cross_modal_node", {"input_mode": "stereo"})
     assert frame_spec("stereo_depth_node", {"input_mode": "anything"}).node_kind == "stereo_depth_node"
+    from dataclasses import replace
+
+    from stereo_depth_ros.ros.replay import register_frame_spec
+
+    with pytest.raises(ValueError, match="already has a frame spec for input_mode 'nir'"):
+        register_frame_spec(CROSS_MODAL_FRAME_SPEC)
+    with pytest.raises(ValueError, match="chosen by parameter 'input_mode', not 'method'"):
+        register_frame_spec(replace(CROSS_MODAL_FRAME_SPEC, mode=("method", "sgbm")))
+    with pytest.raises(ValueError, match="a frame spec for every mode"):
+        register_frame_spec(replace(CROSS_MODAL_FRAME_SPEC, mode=None))
 
 
 def test_make_bag_stereo_shift_writes_a_nir_rgb_stereo_bag(tmp_path, frames, capsys):

@@ -179,7 +179,8 @@ def register_frame_spec(spec: FrameSpec, replace: bool = False) -> None:
 
     Raises:
         ValueError: if the kind (in that mode) has one already (unless ``replace``), or if a kind would get a
-            spec for every mode beside one for a single mode.
+            spec for every mode beside one for a single mode, or a mode of another parameter than the kind's
+            other modes.
     """
     specs = FRAME_SPECS.setdefault(spec.node_kind, [])
     same = [index for index, known in enumerate(specs) if known.mode == spec.mode]
@@ -192,6 +193,9 @@ def register_frame_spec(spec: FrameSpec, replace: bool = False) -> None:
     if specs and (spec.mode is None or any(known.mode is None for known in specs)):
         raise ValueError(f"node kind {spec.node_kind!r}: a frame spec for every mode cannot stand beside specs for "
                          f"single modes")
+    if specs and spec.mode[0] != specs[0].mode[0]:
+        raise ValueError(f"node kind {spec.node_kind!r}: its frame specs' modes are chosen by parameter "
+                         f"{specs[0].mode[0]!r}, not {spec.mode[0]!r}")
     specs.append(spec)
 
 
@@ -356,7 +360,7 @@ CROSS_MODAL_PAIR_FRAME_SPEC = FrameSpec(
     frame_topics=STEREO_FRAME_SPEC.frame_topics,
     outputs={"cross_modal/disparity": DISPARITY_TYPE, "cross_modal/depth": IMAGE_TYPE,
              "cross_modal/pseudo_rgb": IMAGE_TYPE},
-    ground_truth={"gt/depth": IMAGE_TYPE},
+    ground_truth=dict(STEREO_FRAME_SPEC.ground_truth),
     decoders={"cross_modal/disparity": ("disparity", decode_disparity_image),
               "cross_modal/depth": ("depth", decode_depth_image),
               "cross_modal/pseudo_rgb": ("pseudo_rgb_image", decode_colour_image),
