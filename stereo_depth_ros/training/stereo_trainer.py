@@ -73,7 +73,9 @@ class TrainStereoOptions:
         proxy_cache: folder where the proxies are cached (computed once per pair; gitignored ``runs/``).
         cross_spectral: probability (0..1) that an item's left view reaches the network as a random single-band
             grey rendering (:func:`cross_spectral_left`) while the loss still compares the colour views: training
-            for a left camera of another spectral band (a NIR/RGB rig); 0 = off.
+            for a left camera of another spectral band (a NIR/RGB rig); 0 = off. The renderings come from their
+            own generator seeded with ``seed``: a resumed run draws them afresh from the seed, so with
+            ``cross_spectral > 0`` it is not bit-identical to an uninterrupted run.
     """
 
     data: list[str]
