@@ -182,8 +182,6 @@ class CrossModalNode(StereoDepthNode):
             described = f"monocular depth {self.depth_estimator.name} ({'metric' if self.metric else 'scale-free'})"
         else:
             self.INPUT_TOPICS = PAIR_INPUT_TOPICS
-            if settings["method"] == "coarse-to-fine" and not settings["weights"] and CROSS_SPECTRAL_WEIGHTS.is_file():
-                settings["weights"] = str(CROSS_SPECTRAL_WEIGHTS)  # the stereo node's setup builds with these
             if self.pair_modality == "pseudo-nir":
                 self.nir_translator = create_estimator(
                     NIR_TRANSLATION_MODEL, weights=settings["nir_translation_weights"] or None,
@@ -194,6 +192,11 @@ class CrossModalNode(StereoDepthNode):
             described = f"stereo {self.estimator.name} on the pair in modality {self.pair_modality}"
         self.get_logger().info(f"{self.mode} mode: {TRANSLATION_MODEL} (backend {self.translator.backend}) and "
                                f"{described} ready; inputs {', '.join(self.INPUT_TOPICS)}")
+
+    def default_weights(self) -> str | None:
+        """The stereo weights while ``weights`` is empty: the packaged cross-spectral fine-tune
+        (:data:`CROSS_SPECTRAL_WEIGHTS`) when it is installed, else the stereo node's default."""
+        return str(CROSS_SPECTRAL_WEIGHTS) if CROSS_SPECTRAL_WEIGHTS.is_file() else super().default_weights()
 
     def prepare(self, height: int, width: int) -> None:
         """Build the backends for this input size on the worker thread: the translation, then the monocular network

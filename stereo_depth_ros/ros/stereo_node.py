@@ -158,13 +158,18 @@ class StereoDepthNode(PerceptionNode):
             self._stage_count = self.estimator.num_stages
         else:
             self.estimator = create_estimator(
-                "coarse-to-fine", weights=settings["weights"] or None, device=settings["device"],
+                "coarse-to-fine", weights=settings["weights"] or self.default_weights(), device=settings["device"],
                 max_disparity=settings["max_disparity"] or None, input_scale=settings["input_scale"] or None,
                 max_stage=self._network_stage())
             self._stage_count = NUM_STAGES
         self.get_logger().info(f"estimator {self.estimator.name} ({self._estimator_description()}) ready")
         if settings["publish_stages"]:
             self._create_stage_outputs()
+
+    def default_weights(self) -> str | None:
+        """The network weights used while parameter ``weights`` is empty: None, the registry's packaged weights
+        (subclasses running the network on other inputs may name their own)."""
+        return None
 
     def _estimator_description(self) -> str:
         estimator = self.estimator
