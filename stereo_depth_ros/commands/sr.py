@@ -354,11 +354,11 @@ def _run_dataset(args: argparse.Namespace) -> int:
                 valid = np.isfinite(reference) & np.isfinite(disparity)
                 epe.setdefault(method, []).append(float(np.mean(np.abs(disparity[valid] - reference[valid]))))
     rows = mean_rows(per_frame, args.scale)
-    by_set = {}
+    groups: dict[str, list[dict]] = {}
     if args.by_set:
         for frame in per_frame:
-            by_set.setdefault(frame["set"], []).append(frame)
-        by_set = {name: mean_rows(frames, args.scale) for name, frames in by_set.items()}
+            groups.setdefault(frame["set"], []).append(frame)
+    by_set = {name: mean_rows(frames, args.scale) for name, frames in groups.items()}
     stereo_rows = [{"method": method, "scale": args.scale, "epe_vs_hr_px": float(np.mean(values))}
                    for method, values in epe.items()]
     attention_row = ({key: float(np.nanmean([frame[key] for frame in attention])) for key in ATTENTION_FIELDS}
@@ -374,7 +374,7 @@ def _run_dataset(args: argparse.Namespace) -> int:
         print(f"{len(pairs)} held-out pairs ({args.pairs}), mean over pairs\n")
         print(markdown(rows))
         for name, set_rows in by_set.items():
-            count = sum(frame["set"] == name for frame in per_frame)
+            count = len(groups[name])
             print(f"\n{name}: {count} pair{'s' if count > 1 else ''}, mean over pairs\n")
             print(markdown(set_rows))
         if stereo_rows:

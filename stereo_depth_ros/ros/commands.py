@@ -135,9 +135,13 @@ def run_make_bag(args: argparse.Namespace) -> int:
           f"{', with ground-truth depth' if summary.has_gt_depth else ''}"
           + (f", low-resolution inputs (bicubic x1/{args.super_resolution_scale}) with the HR pairs as reference"
              if args.super_resolution_scale else ""))
-    for topic, (msgtype, count) in summary.topics.items():
-        print(f"  {topic}  {msgtype}  {count} messages")
+    _print_topics(summary.topics)
     return 0
+
+
+def _print_topics(topics: dict[str, tuple[str, int]]) -> None:
+    for topic, (msgtype, count) in topics.items():
+        print(f"  {topic}  {msgtype}  {count} messages")
 
 
 def _make_nir_bag(args: argparse.Namespace) -> int:
@@ -168,8 +172,7 @@ def _make_nir_bag(args: argparse.Namespace) -> int:
               f"{args.rate} Hz from {args.nir_rgb} (NIR left, RGB right shifted by {args.stereo_shift} px; nominal "
               f"calibration fx = {stereo.calibration.fx:.1f} px, baseline {stereo.calibration.baseline_m * 1000:.0f} "
               f"mm; ground-truth depth of the known disparity)")
-        for topic, (msgtype, count) in stereo.topics.items():
-            print(f"  {topic}  {msgtype}  {count} messages")
+        _print_topics(stereo.topics)
         return 0
     if args.pixel_aligned:
         raise ValueError("--pixel-aligned goes with --stereo-shift (the NIR bag reads the held-out pairs' matrices)")
@@ -179,8 +182,7 @@ def _make_nir_bag(args: argparse.Namespace) -> int:
     print(f"wrote {summary.path}: {summary.frames} NIR images {summary.width}x{summary.height} (short side "
           f"{short_side} px) at {args.rate} Hz from {args.nir_rgb} (pairs {', '.join(summary.names)}), with the "
           f"aligned real RGB and its valid mask as the reference")
-    for topic, (msgtype, count) in summary.topics.items():
-        print(f"  {topic}  {msgtype}  {count} messages")
+    _print_topics(summary.topics)
     return 0
 
 
