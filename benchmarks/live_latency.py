@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="phase 1 length (default 20)")
     parser.add_argument("--seconds", type=float, default=40.0, help="phase 2 length (default 40)")
     parser.add_argument("--method", choices=("coarse-to-fine", "sgbm"), default="coarse-to-fine")
+    parser.add_argument("--output-stage", type=int, choices=range(4), default=None, metavar="{0,1,2,3}",
+                        help="the stereo node's output_stage (default: the node's default, 2)")
     parser.add_argument("--super-resolution", metavar="MODEL", default=None,
                         help="chain super_resolution_node (this model, e.g. stereo-sr-x2) in front of the stereo "
                              "node, as super_resolution:=true does; the camera's pair is its low-resolution input")
@@ -127,12 +129,16 @@ def run(args: argparse.Namespace) -> dict:
         from stereo_depth_ros.ros.bringup import start_nodes
 
         params = Path(tempfile.mkdtemp()) / "chain.yaml"
-        params.write_text(f"/**/stereo_depth_node:\n  ros__parameters:\n    method: {args.method}\n"
+        stage = "" if args.output_stage is None else f"    output_stage: {args.output_stage}\n"
+        params.write_text(f"/**/stereo_depth_node:\n  ros__parameters:\n    method: {args.method}\n{stage}"
                           f"/**/super_resolution_node:\n  ros__parameters:\n    model: {args.super_resolution}\n")
         bringup = start_nodes(params, namespace="/stereo", optional=("super_resolution",), spin=False)
         executor, (node, sr_node) = bringup.executor, bringup.nodes
     else:
-        node = StereoDepthNode(namespace="/stereo", parameter_overrides=[Parameter("method", value=args.method)])
+        overrides = [Parameter("method", value=args.method)]
+        if args.output_stage is not None:
+            overrides.append(Parameter("output_stage", value=args.output_stage))
+        node = StereoDepthNode(namespace="/stereo", parameter_overrides=overrides)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
     probe = rclpy.create_node("latency_probe", namespace="/stereo")
@@ -183,6 +189,7 @@ def run(args: argparse.Namespace) -> dict:
         return {
             **chain,
             "method": args.method, "backend": node.estimator.backend, "width": args.width, "height": args.height,
+            "output_stage": node.settings["output_stage"] if args.method != "sgbm" else None,
             "rate_hz": args.rate, "seconds": args.seconds,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
             "idle": idle,
@@ -217,8 +224,9 @@ def markdown(result: dict) -> str:
         sr_rows = [f"| super_resolution_node processing time per set, p50 (ms) | "
                    f"{result['sr_processing_p50_ms']:.0f} |",
                    f"| super_resolution_node dropped sets (whole run) | {result['sr_dropped_sets_total']} |"]
+    stage = "" if result.get("output_stage") is None else f", output stage {result['output_stage']}"
     return "\n".join([
-        f"Live latency, {result['method']} ({result['backend']}){chain}, camera in another process publishing "
+        f"Live latency, {result['method']}{stage} ({result['backend']}){chain}, camera in another process publishing "
         f"{result['width']}x{result['height']} bgr8 pairs at {result['rate_hz']:g} Hz (reliable, depth 1); "
         f"{result['machine']}", "",
         "| measure | value |", "|---|---:|",

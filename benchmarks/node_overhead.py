@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=("coarse-to-fine", "sgbm"), default="coarse-to-fine")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--output-stage", type=int, choices=range(4), default=None, metavar="{0,1,2,3}",
+                        help="the node's output_stage (default: the node's default, 2)")
     parser.add_argument("--width", type=int, default=1280, help="image width in pixels (default 1280)")
     parser.add_argument("--height", type=int, default=1024, help="image height in pixels (default 1024)")
     parser.add_argument("--encoding", choices=("bgr8", "rgb8", "mono8"), default="bgr8")
@@ -110,7 +112,8 @@ def run(args: argparse.Namespace) -> dict:
     try:
         node = StereoDepthNode(context=context, namespace="/benchmark", parameter_overrides=[
             Parameter("method", value=args.method), Parameter("device", value=args.device),
-            Parameter("input_qos", value="reliable")])
+            Parameter("input_qos", value="reliable"),
+            *([] if args.output_stage is None else [Parameter("output_stage", value=args.output_stage)])])
         helper = rclpy.create_node("benchmark_helper", context=context, namespace="/benchmark")
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
@@ -172,6 +175,7 @@ def run(args: argparse.Namespace) -> dict:
         medians = {key: statistics.median(values) * 1000.0 for key, values in rows.items()}
         return {
             "method": args.method, "estimator": node.estimator.name,
+            "output_stage": node.settings["output_stage"] if args.method != "sgbm" else None,
             "backend": getattr(node.estimator, "backend", "opencv"),
             "device": str(getattr(node.estimator, "device", "cpu")), "width": args.width, "height": args.height,
             "encoding": args.encoding, "repeats": args.repeats, "warmup": args.warmup, "outputs": args.outputs,
@@ -207,7 +211,8 @@ ROWS = (("deserialize_in", "deserialize in (rclpy, 2 images + 2 camera_info)"),
 def markdown(result: dict) -> str:
     medians = {key: result["median_ms"].get(key, 0.0) for key, _ in ROWS} | result["median_ms"]
     overhead = sum(medians[key] for key, _ in ROWS if key != "inference")
-    lines = [f"Node overhead, {result['method']} ({result['backend']}, {result['device']}), "
+    stage = "" if result.get("output_stage") is None else f", output stage {result['output_stage']}"
+    lines = [f"Node overhead, {result['method']}{stage} ({result['backend']}, {result['device']}), "
              f"{result['width']}x{result['height']} {result['encoding']}, outputs subscribed: "
              f"{', '.join(result['outputs'])}; median of {result['repeats']} frames after {result['warmup']} warm-up; "
              f"{result['machine']}", "",

@@ -218,3 +218,22 @@ def test_dataset_proxy_follows_the_view_swapping_flip(tmp_path):
         assert 0.1 < on_square.mean() < 0.6  # both disparities are present
         for name, part in (("background", ~on_square), ("square", on_square)):
             assert difference[part].mean() < 0.01, f"item {index}: the {name}'s proxy points at other pixels"
+
+
+def test_the_stereo_node_publishes_the_stage_the_validation_signal_selects(shared_data, capsys):
+    """Issue 15: defaults are chosen by the validation signal (EPE against confident SGBM on the 14 held-out real
+    pairs), never by a test set. Its choice among the packaged weights' stages at the auto and unit input scales
+    must be the stereo node's default output_stage and input_scale (0 = auto); a retraining that moves the best
+    stage fails here until the default follows."""
+    from stereo_depth_ros.ros.stereo_node import PARAMETER_SPECS
+
+    code = cli_main(["eval-stereo-proxy", "--input-scales", "auto", "1", "--backend", "onnx", "--json",
+                     "--data-root", str(shared_data)])
+    assert code == 0
+    held_out = json.loads(capsys.readouterr().out)["held_out"]
+    assert held_out["pairs"] == 14
+    selected = held_out["selected_by_proxy_epe"]
+    assert selected["stage"] == PARAMETER_SPECS["output_stage"].default == 2
+    assert selected["input_scale"] == "auto" and PARAMETER_SPECS["input_scale"].default == 0.0
+    by_stage = {row["stage"]: row["proxy_epe_px"] for row in held_out["candidates"] if row["input_scale"] == "auto"}
+    assert by_stage[0] > by_stage[1] > by_stage[2]  # every published-by-default stage improves on the one before

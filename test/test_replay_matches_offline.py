@@ -27,6 +27,7 @@ def _link_first_frames(source: Path, target: Path) -> None:
 
 def test_replay_metrics_equal_offline_evaluation(tmp_path, shared_data):
     from stereo_depth_ros.ros.replay import decode_disparity_image, replay_bag
+    from stereo_depth_ros.ros.stereo_node import DEFAULT_OUTPUT_STAGE
 
     source = shared_data / "endoscopic_stereo" / "bdis_synthetic" / "30"
     _link_first_frames(source, tmp_path / "frames")
@@ -54,7 +55,7 @@ def test_replay_metrics_equal_offline_evaluation(tmp_path, shared_data):
     rows = [row for s, valid in zip(samples, published_valid)
             for row in evaluate_pair(s.left_bgr, s.right_bgr, s.gt_disparity, [estimator], s.focal_px, s.baseline_m,
                                      valid if s.valid is None else valid & s.valid, warmup=False)
-            if row["stage"] == 3]
+            if row["stage"] == DEFAULT_OUTPUT_STAGE]  # the stage the node publishes
     offline = mean_rows(rows)[0]
     for key in ("epe_px", "mae_mm", "rmse_mm", "bad2_pct", "d1_pct"):
         assert through_ros[key] == pytest.approx(offline[key], rel=1e-3, abs=1e-3), key

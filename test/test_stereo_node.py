@@ -700,5 +700,5 @@ def test_estimator_parameters_reach_the_registry(context, monkeypatch):
         ("coarse-to-fine", {"weights": None, "device": "auto", "max_disparity": 96, "input_scale": 1.5,
                             "max_stage": 1}),
         ("coarse-to-fine", {"weights": None, "device": "auto", "max_disparity": None, "input_scale": None,
-                            "max_stage": 3}),  # 0 = the estimator's default (auto)
+                            "max_stage": 2}),  # 0 = the estimator's default (auto); output_stage's default 2
         ("sgbm", {"max_disparity": None})]

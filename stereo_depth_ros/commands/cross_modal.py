@@ -126,6 +126,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     spectral.add_argument("--stereo-weights", metavar="PATH", help="coarse-to-fine weights (default: packaged)")
     spectral.add_argument("--method", default="coarse-to-fine", choices=SPECTRAL_METHODS,
                           help="stereo method (default the packaged network; sgbm: OpenCV SGBM)")
+    spectral.add_argument("--stage", type=int, default=None, choices=range(4), metavar="{0,1,2,3}",
+                          help="coarse-to-fine: the stage scored (default 3, the last; cross_modal_node's default "
+                               "output_stage)")
     spectral.add_argument("--confidence-threshold", type=float, default=0.0, metavar="T",
                           help="coarse-to-fine: score only pixels with confidence >= T, as the node's "
                                "confidence_threshold does (default 0 = off)")
@@ -290,10 +293,25 @@ def _run_cross_modal(args: argparse.Namespace) -> int:
     return 0
 
 
+class _LastTranslation:
+    """An image-to-image estimator that reuses its last result for an equal input, so that the two pseudo-RGB
+    modalities of ``same_modality_pair`` run the NIR -> RGB generator once per pair (only ``predict`` is used)."""
+
+    def __init__(self, estimator) -> None:
+        self.estimator = estimator
+        self._last: tuple[np.ndarray, dict] | None = None
+
+    def predict(self, image: np.ndarray) -> dict:
+        if self._last is None or not np.array_equal(self._last[0], image):
+            self._last = (image.copy(), self.estimator.predict(image))
+        return self._last[1]
+
+
 def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_weights=None, rgb_weights=None,
                             backend: str = "auto", real_nir=None, shift_px: int = REAL_SHIFT_PX,
                             pixel_aligned: bool = False, method: str = "coarse-to-fine",
-                            confidence_threshold: float = 0.0, stereo_weights=None) -> dict:
+                            confidence_threshold: float = 0.0, stereo_weights=None, stage: int | None = None
+                            ) -> dict:
     """Run the ``eval-cross-spectral`` protocol (module docstring).
 
     Args:
@@ -305,6 +323,7 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
             SGBM as the stereo node runs it; its EPE is on the pixels where it has a value, see the density).
         stereo_weights: coarse-to-fine weights (None: the packaged ones), e.g. those of ``train-stereo
             --cross-spectral``.
+        stage: coarse-to-fine only: the stage scored, 0..3 (None: the last, 3; the node's ``output_stage``).
         confidence_threshold: coarse-to-fine only: drop the pixels whose confidence (the node's
             ``disparity/confidence``, the estimator's default measure) is below it, as the node's
             ``confidence_threshold`` parameter does (:func:`stereo_depth_ros.models.confidence
@@ -326,15 +345,16 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
     _check_positive(limit, "limit")
     if method not in SPECTRAL_METHODS:
         raise ValueError(f"unknown stereo method {method!r}; expected one of {', '.join(SPECTRAL_METHODS)}")
-    if method == "sgbm" and stereo_weights is not None:
-        raise ValueError("stereo weights are the coarse-to-fine network's; sgbm has none")
+    if method == "sgbm" and (stereo_weights is not None or stage is not None):
+        raise ValueError("stereo weights and stages are the coarse-to-fine network's; sgbm has none")
     if not 0.0 <= confidence_threshold <= 1.0 or (confidence_threshold > 0 and method == "sgbm"):
         raise ValueError(f"confidence threshold must be in [0, 1] and needs the coarse-to-fine network, got "
                          f"{confidence_threshold} with {method}")
     to_nir = create_estimator("cyclegan-rgb-to-nir", weights=nir_weights, backend=backend)
-    to_rgb = create_estimator("cyclegan-nir-to-rgb", weights=rgb_weights, backend=backend)
+    to_rgb = _LastTranslation(create_estimator("cyclegan-nir-to-rgb", weights=rgb_weights, backend=backend))
     stereo = (create_estimator(method) if method == "sgbm"
-              else create_estimator(method, backend=backend, weights=stereo_weights))
+              else create_estimator(method, backend=backend, weights=stereo_weights,
+                                    **({} if stage is None else {"max_stage": stage})))
 
     def score(set_name: str, name: str, nir, left_rgb, right_rgb, gt, valid=None) -> dict:
         nir_bgr = np.repeat(nir_to_grey(nir)[..., None], 3, axis=2)
@@ -383,7 +403,7 @@ def evaluate_cross_spectral(sets, data_root=None, limit: int | None = None, nir_
 def _run_cross_spectral(args: argparse.Namespace) -> int:
     result = evaluate_cross_spectral(args.sets, args.data_root, args.limit, args.nir_weights, args.rgb_weights,
                                      args.backend, args.real_nir, args.shift, args.pixel_aligned,
-                                     args.method, args.confidence_threshold, args.stereo_weights)
+                                     args.method, args.confidence_threshold, args.stereo_weights, args.stage)
     if args.json:
         rows = [{"set": row["set"], "pairs": row["pairs"],
                  **{f"epe_px_{key.replace('-', '_')}": _json_number(row[key]) for key in SPECTRAL_PAIRS},
@@ -393,7 +413,8 @@ def _run_cross_spectral(args: argparse.Namespace) -> int:
         print(json.dumps({"rows": rows}, indent=2, allow_nan=False))
     else:
         dense = args.method != "sgbm" and args.confidence_threshold == 0
-        print(f"Stereo EPE (px, {args.method}{', final stage' if dense else ', on its pixels (density %)'}"
+        stage = "final stage" if args.stage is None else f"stage {args.stage}"
+        print(f"Stereo EPE (px, {args.method}{', ' + stage if dense else ', on its pixels (density %)'}"
               f"{f', confidence >= {args.confidence_threshold}' if args.confidence_threshold else ''}); "
               "simulated sets: the left view turned into NIR by cyclegan-rgb-to-nir")
         print("| set | pairs | " + " | ".join(SPECTRAL_HEADINGS[key] for key in SPECTRAL_PAIRS) + " |")
