@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -129,3 +130,47 @@ def test_sr_cross_view_warps_the_other_view_onto_this_one(motorcycle_small):
     assert 15.0 < row["warped_right_psnr_db"] < 60.0 and row["single_image_sr_x2_psnr_db"] > 15.0
     unwarped = psnr(right[:, :-4], left[:, :-4])  # the right view as it is, not aligned
     assert row["warped_right_psnr_db"] > unwarped + 3.0
+
+
+def _colour_transfer():
+    spec = importlib.util.spec_from_file_location("cross_modal_colour_transfer",
+                                                  REPO_ROOT / "benchmarks" / "cross_modal_colour_transfer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_colour_transfer_corrections_remove_a_cast_and_keep_the_nir_structure():
+    """benchmarks/cross_modal_colour_transfer.py: grey-world turns a tinted grey scene grey (only inside the mask's
+    statistics), and the NIR-luminance row has the NIR as its luma while keeping the tint's hue."""
+    module = _colour_transfer()
+    rng = np.random.default_rng(0)
+    nir = rng.integers(30, 220, (32, 48), dtype=np.uint8)
+    tinted = np.clip(np.repeat(nir[..., None], 3, axis=2) * np.array([0.6, 1.0, 0.8]), 0, 255).astype(np.uint8)
+    valid = np.ones(nir.shape, bool)
+    balanced = module.grey_world(tinted, valid)
+    channel_means = balanced.reshape(-1, 3).mean(axis=0)
+    assert np.ptp(channel_means) < 1.0 and np.ptp(tinted.reshape(-1, 3).mean(axis=0)) > 20
+    images = module.corrected_images(nir, tinted, valid)
+    assert list(images) == list(module.ROWS)
+    assert np.array_equal(images["replicated-nir"][..., 1], nir)
+    luma = cv2.cvtColor(images["pseudo-rgb nir-luminance"], cv2.COLOR_BGR2YCrCb)[..., 0].astype(int)
+    assert np.abs(luma - nir).max() <= 2  # the NIR's structure, up to rounding
+    green = images["pseudo-rgb nir-luminance"].reshape(-1, 3).mean(axis=0)
+    assert green[1] > green[0] + 10  # the tint's hue (green over blue) survives
+    with pytest.raises(ValueError, match="valid pixel"):
+        module.grey_world(tinted, np.zeros(nir.shape, bool))
+
+
+def test_colour_transfer_rows_on_held_out_pairs(shared_data):
+    """On two held-out indoor pairs the replicated-NIR row equals eval-cross-modal's baseline for the same pairs."""
+    from stereo_depth_ros.commands.cross_modal import evaluate_cross_modal
+
+    module = _colour_transfer()
+    indoor = shared_data / "nir_rgb" / "indoor"
+    result = module.evaluate(indoor, limit=2)
+    assert result["pairs"] == 2 and [row["method"] for row in result["rows"]] == list(module.ROWS)
+    reference = evaluate_cross_modal(indoor, shared_data / "nir_rgb" / "country", limit=2)
+    replicated = {row["method"]: row for row in reference["rows"]}["replicated-nir"]
+    for key in ("psnr_db", "ssim", "angular_error_deg"):
+        assert result["rows"][0][key] == pytest.approx(replicated[key], rel=1e-6)
