@@ -19,7 +19,7 @@ generator's colour is wrong indoors beyond a global cast, which is what more out
 
 Usage::
 
-    python benchmarks/cross_modal_colour_transfer.py [--data DIR [--pixel-aligned]] [--limit N] [--json]
+    python benchmarks/cross_modal_colour_transfer.py [--data DIR [--pixel-aligned]] [--limit N] [--weights W] [--json]
     python benchmarks/cross_modal_colour_transfer.py --data ../shared/data/nir_rgb/country --pixel-aligned
 """
 
@@ -126,11 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pixel-aligned", action="store_true",
                         help="the pairs need no warp (nir_rgb/country, the generators' training pairs)")
     parser.add_argument("--limit", type=int, help="first N pairs only")
+    parser.add_argument("--weights", help="NIR -> RGB generator weights (safetensors; default: the packaged ones)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit <= 0:
         parser.error(f"--limit must be positive, got {args.limit}")
-    result = evaluate(args.data, args.limit, pixel_aligned=args.pixel_aligned)
+    translator = create_estimator("cyclegan-nir-to-rgb", weights=args.weights) if args.weights else None
+    result = evaluate(args.data, args.limit, translator, pixel_aligned=args.pixel_aligned)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
