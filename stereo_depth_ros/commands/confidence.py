@@ -39,7 +39,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="first N pairs of each set only")
     parser.add_argument("--confidence", action="append", choices=CONFIDENCE_METHODS,
                         help="network confidence measure to score (repeatable; default all)")
-    parser.add_argument("--stage", type=int, choices=range(4), metavar="{0,1,2,3}",
+    parser.add_argument("--stage", type=int, choices=range(4), default=3, metavar="{0,1,2,3}",
                         help="the network stage scored (default 3, the last; stereo_depth_node publishes "
                              "output_stage, 2 by default)")
     parser.add_argument("--no-sgbm", action="store_true", help="do not score SGBM")
@@ -254,7 +254,7 @@ def _run_eval_confidence(args: argparse.Namespace) -> int:
     with _stdout_to_stderr():
         network = create_estimator("coarse-to-fine", weights=args.weights, device=args.device, backend=args.backend,
                                    max_disparity=args.max_disparity, input_scale=args.input_scale,
-                                   **({} if args.stage is None else {"max_stage": args.stage}))
+                                   max_stage=args.stage)
         sgbm = None if args.no_sgbm else create_estimator("sgbm", max_disparity=args.sgbm_disparities)
         results, effects = {}, {}
         for name in args.sets:
