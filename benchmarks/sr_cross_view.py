@@ -42,10 +42,9 @@ from stereo_depth_ros.geometry import warp_right_to_left
 from stereo_depth_ros.images import read_image
 from stereo_depth_ros.models.confidence import left_right_confidence
 from stereo_depth_ros.models.registry import create_estimator
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, SR_VALIDATION_PAIR_LIST, split_file
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_LISTS = (REPO_ROOT / "config" / "splits" / "sr_validation.txt",
-                 REPO_ROOT / "config" / "splits" / "bdis_invivo_test.txt")
+DEFAULT_LISTS = (split_file(SR_VALIDATION_PAIR_LIST), split_file(HELD_OUT_PAIR_LIST))
 CONSISTENT_PX = 0.5
 SCALES = (2, 4)
 

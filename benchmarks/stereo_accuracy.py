@@ -21,13 +21,14 @@ import numpy as np
 from tqdm import tqdm
 
 from stereo_depth_ros.commands.evaluation import add_input_scale_option
-from stereo_depth_ros.data.stereo_folder import black_border_mask, path_in_list, read_pair_list
+from stereo_depth_ros.commands.stereo_proxy import held_out_pairs
+from stereo_depth_ros.data.stereo_folder import black_border_mask
 from stereo_depth_ros.evaluation.datasets import default_data_root, open_dataset
 from stereo_depth_ros.evaluation.metrics import masked_mean, photometric_error_image, scored_mask, stereo_metrics
-from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
+from stereo_depth_ros.images import read_image_bgr
 from stereo_depth_ros.models.registry import create_estimator
+from stereo_depth_ros.resources import split_file
 
-REPO = Path(__file__).resolve().parents[1]
 KEYS = ("epe_px", "bad2_pct", "d1_pct", "mae_mm", "rmse_mm")
 
 
@@ -53,15 +54,8 @@ def gt_sets(network, sgbm, data_root: Path, names: list[str]) -> dict:
 
 def photometric_held_out(network, sgbm, data_root: Path, pair_list: Path) -> dict:
     """Photometric error of every stage and SGBM on held-out real pairs, on pixels where both have a value."""
-    entries = read_pair_list(pair_list)
-    root = data_root / "endoscopic_stereo" / "bdis_invivo"
-    pairs = []
-    for set_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        folder = set_dir / "images_rectified"
-        pairs += [pair for pair in pair_stereo_folders(folder / "left", folder / "right")
-                  if path_in_list(pair[0], entries)]
     per_pair = []
-    for left_path, right_path in tqdm(pairs, desc="held-out in-vivo", file=sys.stderr):
+    for left_path, right_path in tqdm(held_out_pairs(pair_list, data_root), desc="held-out in-vivo", file=sys.stderr):
         left, right = read_image_bgr(left_path), read_image_bgr(right_path)
         active = black_border_mask(left) & black_border_mask(right)
         labels = [f"stage {i}" for i in range(network.num_stages)] + ["sgbm"]
@@ -112,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="network weights (default: the packaged ones)")
     parser.add_argument("--data-root", type=Path, default=None, help="default ../shared/data")
     parser.add_argument("--sets", nargs="+", default=["bdis-synthetic"], help="GT sets (eval-dataset names)")
-    parser.add_argument("--pair-list", type=Path, default=REPO / "config/splits/bdis_invivo_test.txt",
+    parser.add_argument("--pair-list", type=Path, default=split_file(),
                         help="held-out real pairs for the photometric comparison")
     parser.add_argument("--sgbm-disparities", type=int, default=192)
     add_input_scale_option(parser)

@@ -31,12 +31,13 @@ import numpy as np
 from stereo_depth_ros.commands import parse_weights_overrides
 from stereo_depth_ros.data.stereo_folder import black_border_mask
 from stereo_depth_ros.evaluation.sr_metrics import pair_metrics
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, split_file
 from stereo_depth_ros.images import check_stereo_pair, crop_to_multiple, read_image_bgr
 from stereo_depth_ros.models.registry import model_names, model_spec
 
 METHODS = ("bicubic", "single-image-sr", "stereo-sr")
 ROW_FIELDS = ("method", "scale", "psnr_db", "ssim", "psnr_left_db", "psnr_right_db", "runtime_ms")
-HELD_OUT_LIST = Path(__file__).resolve().parents[2] / "config" / "splits" / "bdis_invivo_test.txt"
+HELD_OUT_LIST = split_file(HELD_OUT_PAIR_LIST)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

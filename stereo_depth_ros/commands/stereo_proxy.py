@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PAIR_LIST = REPO / "config" / "splits" / "bdis_invivo_test.txt"
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, split_file
+
+DEFAULT_PAIR_LIST = split_file(HELD_OUT_PAIR_LIST)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

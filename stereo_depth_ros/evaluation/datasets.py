@@ -33,11 +33,11 @@ import cv2
 import numpy as np
 
 from stereo_depth_ros.geometry import StereoCameraModel
+from stereo_depth_ros.resources import default_data_root  # noqa: F401 (re-exported: commands import it here)
 from stereo_depth_ros.images import IMAGE_SUFFIXES, natural_key, read_image_bgr
 from stereo_depth_ros.evaluation.readers import (DISPARITY_SUFFIXES, decode_bdis_depth, read_disparity,
                                                  read_mask, read_middlebury2003_disparity)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BDIS_FOCAL_PX = 520.0
 BDIS_BASELINE_DEPTH_UNITS = 0.5
 BDIS_DEPTH_UNIT_M = 0.01  # the renderer's unit, taken as centimetres
@@ -52,11 +52,6 @@ BDIS_CAMERA = StereoCameraModel(fx=BDIS_FOCAL_PX, cx=320.0, cy=240.0,
 #: camera's cx is 342.279 px), baseline 193.001 mm. Depth is ``Z = f B / (d + doffs)``.
 SKIMAGE_MOTORCYCLE_CAMERA = StereoCameraModel(fx=994.978, cx=311.193, cy=254.877, baseline_m=0.193001,
                                               cx_right=311.193 + 31.086)
-
-
-def default_data_root() -> Path:
-    """``../shared/data`` relative to the repository root (where the project's real data lives)."""
-    return REPO_ROOT.parent / "shared" / "data"
 
 
 @dataclass

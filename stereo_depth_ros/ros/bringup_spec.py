@@ -28,13 +28,12 @@ write it.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from stereo_depth_ros.resources import PACKAGE, package_root, share_file  # noqa: F401 (re-exported)
 from stereo_depth_ros.yaml_files import read_yaml
 
-PACKAGE = "stereo_depth_ros"
 DEFAULT_NAMESPACE = "/stereo"
 DEFAULT_PARAMS_FILE_NAME = "endoscope.yaml"
 RVIZ_CONFIG_NAME = "endoscope.rviz"
@@ -268,37 +267,6 @@ class NodePlan:
         for source, target in self.remappings:
             arguments += ["-r", f"{source}:={target}"]
         return arguments
-
-
-def package_root() -> Path:
-    """The source tree (or installed package) folder that holds ``config/``, ``launch/`` and ``rviz/``."""
-    return Path(__file__).resolve().parents[2]
-
-
-def share_file(folder: str, name: str) -> Path:
-    """A data file of this package: from the ament share folder (``share/stereo_depth_ros/<folder>/<name>``)
-    when ament_index_python finds the package, else from the source tree, else from ``<sys.prefix>/share``
-    (where pip puts the data files).
-
-    Raises:
-        FileNotFoundError: if neither place has the file.
-    """
-    candidates = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-    except ImportError:  # pragma: no cover - ament_index_python is part of every ROS 2 installation
-        pass
-    else:
-        try:
-            candidates.append(Path(get_package_share_directory(PACKAGE)) / folder / name)
-        except (PackageNotFoundError, LookupError, ValueError, OSError):
-            pass  # not installed in an ament prefix (or AMENT_PREFIX_PATH unset): use the source tree
-    candidates.append(package_root() / folder / name)  # source tree or editable install
-    candidates.append(Path(sys.prefix) / "share" / PACKAGE / folder / name)  # pip install without ament
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{folder}/{name} not found in {[str(c) for c in candidates]}")
 
 
 def default_params_file() -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, default_data_root, split_file
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``train-stereo``."""
@@ -207,11 +209,11 @@ def add_mono_command(sub: argparse._SubParsersAction) -> None:
                              "folders")
     parser.add_argument("--validation", nargs="+", metavar="DIR",
                         help="validation folders (default with the pseudo ground truth: its validation split)")
-    parser.add_argument("--data-root", default="../shared/data/endoscopic_stereo", metavar="DIR",
+    parser.add_argument("--data-root", default=str(default_data_root() / "endoscopic_stereo"), metavar="DIR",
                         help="the endoscopic_stereo folder the pseudo ground truth is built from")
     parser.add_argument("--cache", default="runs/mono_pseudo_gt", metavar="DIR",
                         help="pseudo ground-truth cache folder (default runs/mono_pseudo_gt)")
-    parser.add_argument("--exclude", default="config/splits/bdis_invivo_test.txt", metavar="LIST",
+    parser.add_argument("--exclude", default=str(split_file(HELD_OUT_PAIR_LIST)), metavar="LIST",
                         help="held-out pairs never trained on (default config/splits/bdis_invivo_test.txt)")
     parser.add_argument("--synthetic-ground-truth", type=int, nargs="+", default=(), metavar="SET",
                         help="supervised models: also train and validate on the true depth of these BDIS synthetic "

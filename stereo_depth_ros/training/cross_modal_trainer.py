@@ -35,10 +35,11 @@ from stereo_depth_ros.data.nir_rgb import UnpairedNirRgbDataset
 from stereo_depth_ros.models.cross_modal import (ImagePool, build_discriminator, build_generator, lsgan_loss,
                                                  save_generator)
 from stereo_depth_ros.models.weights import save_weights
+from stereo_depth_ros.resources import default_data_root
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nir_rgb" / "country"
+DEFAULT_DATA_ROOT = default_data_root() / "nir_rgb" / "country"
 GENERATOR_FILES = {"nir-to-rgb": "cyclegan_nir_to_rgb.safetensors", "rgb-to-nir": "cyclegan_rgb_to_nir.safetensors"}
 MODEL_DIRECTIONS = {"g_nir_to_rgb": "nir-to-rgb", "g_rgb_to_nir": "rgb-to-nir"}
 DISCRIMINATOR_ARCHITECTURE = "cyclegan-patch-discriminator/v1"

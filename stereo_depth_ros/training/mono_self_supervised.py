@@ -45,14 +45,14 @@ from stereo_depth_ros.geometry import warp_right_to_left
 from stereo_depth_ros.losses import (appearance_error, edge_aware_smoothness, left_right_consistency, masked_mean,
                                      warp_left_to_right)
 from stereo_depth_ros.models.mono_dispnet import ARCHITECTURE, SubPixelDispNet, load_weights, save_weights
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, default_data_root, split_file
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.stereo_trainer import cosine_decay_factor
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
 MODEL_NAME = "dispnet"  # the Trainer's name of the model (checkpoint tensors ``model.dispnet.*``)
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_ROOT = REPO_ROOT.parent / "shared" / "data" / "endoscopic_stereo"
-HELD_OUT_LIST = REPO_ROOT / "config" / "splits" / "bdis_invivo_test.txt"
+DATA_ROOT = default_data_root() / "endoscopic_stereo"
+HELD_OUT_LIST = split_file(HELD_OUT_PAIR_LIST)
 #: What the packaged weights were trained on (relative to ``endoscopic_stereo/``): every set that is not held out
 #: (BDIS in-vivo minus config/splits/bdis_invivo_test.txt; scared_keyframe_rectified is evaluation only) and BDIS
 #: synthetic sets 30 and 31 listed twice (drawn twice as often: the rig the network is metric for).

@@ -55,13 +55,14 @@ from stereo_depth_ros.data.stereo_folder import StereoFolderDataset
 from stereo_depth_ros.models.stereo_sr import SINGLE_ARCHITECTURE, STEREO_ARCHITECTURE, bicubic_downscale, \
     build_network, check_scale, warp_with_attention
 from stereo_depth_ros.models.weights import WeightsError, load_weights, read_architecture, save_weights
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, default_data_root, split_file
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
 MODEL_NAME = "network"
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "endoscopic_stereo"
+DEFAULT_DATA_ROOT = default_data_root() / "endoscopic_stereo"
 DEFAULT_SETS = ("bdis_invivo/6", "bdis_invivo/20", "bdis_invivo/21", "hamlyn_invivo_tpsnet")
-HELD_OUT_LIST = Path(__file__).resolve().parents[2] / "config" / "splits" / "bdis_invivo_test.txt"
+HELD_OUT_LIST = split_file(HELD_OUT_PAIR_LIST)
 
 
 class SuperResolutionPairDataset(StereoFolderDataset):
