@@ -4,13 +4,14 @@ sparsification curve is right on hand examples, and the node publishes ``dispari
 
 from __future__ import annotations
 
+import json
 import os
 
 import cv2
 import numpy as np
 import pytest
 
-from stereo_depth_ros.evaluation.confidence import mean_sparsification, sparsification
+from stereo_depth_ros.evaluation.confidence import epe_at_density, mean_sparsification, sparsification
 from stereo_depth_ros.models.confidence import left_right_confidence, photometric_confidence
 from stereo_depth_ros.models.estimator import CONFIDENCE_METHODS
 from stereo_depth_ros.models.registry import create_estimator
@@ -171,6 +172,37 @@ def test_sparsification_hand_example_oracle_and_ties():
         sparsification(error, error[0])
     with pytest.raises(ValueError, match="no pixel"):
         sparsification(np.full((2, 2), np.nan), error)
+
+
+def test_epe_at_density_keeps_the_most_confident_share():
+    error = np.array([[5.0, 1.0], [3.0, 2.0]])
+    confidence = np.array([[0.1, 0.9], [0.2, 0.6]])
+    assert epe_at_density(error, confidence, 0.5) == (1.5, 0.6)
+    assert epe_at_density(error, confidence, 1.0) == (2.75, 0.1)
+    assert epe_at_density(error, confidence, 0.01) == (1.0, 0.9)  # at least one pixel
+    # A confidence that orders errors backwards keeps the worst pixels.
+    assert epe_at_density(error, error, 0.5)[0] == 4.0
+    assert epe_at_density(error, confidence, 0.5, mask=np.array([[True, False], [True, False]])) == (3.0, 0.2)
+    for density in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="density"):
+            epe_at_density(error, confidence, density)
+
+
+def test_eval_confidence_compares_with_sgbm_at_its_density(capsys):
+    from stereo_depth_ros.cli import main as cli_main
+
+    code = cli_main(["eval-confidence", "skimage-motorcycle", "--confidence", "peak-photometric", "--stage", "2",
+                     "--backend", "onnx", "--json"])
+    assert code == 0
+    document = json.loads(capsys.readouterr().out)
+    row = document["at_sgbm_density"]["skimage-motorcycle"]
+    curves = document["sets"]["skimage-motorcycle"]
+    assert 0.3 < row["sgbm_density"] < 1.0 and row["images"] == 1
+    assert row["sgbm_epe"] == pytest.approx(curves["sgbm valid"]["epe"][0])  # SGBM on all its pixels
+    network_all = curves["coarse-to-fine peak-photometric"]["epe"][0]
+    # Keeping only the most confident share must lower the network's error well below its dense error.
+    assert row["network_epe"]["peak-photometric"] < 0.7 * network_all
+    assert 0.0 < row["network_threshold"]["peak-photometric"] < 1.0
 
 
 # ------------------------------------------------------------------------------------------------ the node (rclpy)

@@ -74,16 +74,22 @@ def score_set(dataset, network, methods, sgbm=None, progress=None) -> dict:
         progress: callable(str) for progress lines, or None.
 
     Returns:
-        ``({row name: Sparsification}, {method: (kept, epe)})``; rows ``"coarse-to-fine <method>"`` and
-        ``"sgbm valid"``; the second dict holds, per network measure, the mean over images of
+        ``({row name: Sparsification}, {method: (kept, epe)}, at_sgbm_density)``; rows ``"coarse-to-fine
+        <method>"`` and ``"sgbm valid"``; the second dict holds, per network measure, the mean over images of
         :func:`~stereo_depth_ros.evaluation.confidence.threshold_effect` at
-        :data:`~stereo_depth_ros.evaluation.confidence.TABLE_THRESHOLDS`.
+        :data:`~stereo_depth_ros.evaluation.confidence.TABLE_THRESHOLDS`; the third (empty without SGBM) the
+        comparison at SGBM's density, means over the images SGBM scored: ``{"sgbm_density", "sgbm_epe",
+        "network_epe": {method: px}, "network_threshold": {method: confidence}, "images"}`` (the network keeps
+        its most confident pixels, as many as SGBM has values among them;
+        :func:`~stereo_depth_ros.evaluation.confidence.epe_at_density`).
     """
-    from stereo_depth_ros.evaluation.confidence import mean_sparsification, sparsification, threshold_effect
+    from stereo_depth_ros.evaluation.confidence import (epe_at_density, mean_sparsification, sparsification,
+                                                        threshold_effect)
     from stereo_depth_ros.evaluation.metrics import scored_mask
 
     curves: dict[str, list] = {}
     effects: dict[str, list] = {}
+    at_density: list[dict] = []
     for index, sample in enumerate(dataset):
         disparities, maps = network.confidence_maps(sample.left_bgr, sample.right_bgr, methods=tuple(methods))
         error = np.abs(disparities[-1] - sample.gt_disparity)
@@ -100,14 +106,33 @@ def score_set(dataset, network, methods, sgbm=None, progress=None) -> dict:
             else:
                 sgbm_error = np.abs(sgbm_disparities[-1] - sample.gt_disparity)
                 sgbm_scored = scored_mask(sgbm_disparities[-1], sample.gt_disparity, sample.valid)
-                if np.any(sgbm_scored):
+                if np.any(sgbm_scored) and np.any(scored):
                     curves.setdefault("sgbm valid", []).append(
                         sparsification(sgbm_error, sgbm_confidence, sgbm_scored))
+                    density = min(1.0, float(sgbm_scored.sum()) / float(scored.sum()))
+                    matched = {method: epe_at_density(error, confidence, density, scored)
+                               for method, confidence in maps.items()}
+                    at_density.append({"sgbm_density": density, "sgbm_epe": float(sgbm_error[sgbm_scored].mean()),
+                                       "network_epe": {m: e for m, (e, _) in matched.items()},
+                                       "network_threshold": {m: t for m, (_, t) in matched.items()}})
         if progress:
             progress(f"{dataset.name}: {index + 1}/{len(dataset)} {sample.name}")
     mean_effects = {method: (np.mean([k for k, _ in rows], axis=0), np.nanmean([e for _, e in rows], axis=0))
                     for method, rows in effects.items()}
-    return {name: mean_sparsification(c) for name, c in curves.items()}, mean_effects
+    return ({name: mean_sparsification(c) for name, c in curves.items()}, mean_effects,
+            _mean_at_density(at_density))
+
+
+def _mean_at_density(rows: list[dict]) -> dict:
+    """Means over images of :func:`score_set`'s per-image comparisons at SGBM's density ({} without any)."""
+    if not rows:
+        return {}
+    methods = rows[0]["network_epe"]
+    return {"sgbm_density": float(np.mean([r["sgbm_density"] for r in rows])),
+            "sgbm_epe": float(np.mean([r["sgbm_epe"] for r in rows])),
+            "network_epe": {m: float(np.mean([r["network_epe"][m] for r in rows])) for m in methods},
+            "network_threshold": {m: float(np.mean([r["network_threshold"][m] for r in rows])) for m in methods},
+            "images": len(rows)}
 
 
 def time_measures(network, methods, height: int, width: int, repeats: int) -> dict[str, float]:
@@ -146,9 +171,10 @@ def time_measures(network, methods, height: int, width: int, repeats: int) -> di
 
 
 def markdown_tables(results: dict[str, dict], timing: dict[str, float] | None = None,
-                    timing_size: tuple[int, int] | None = None, effects: dict[str, dict] | None = None) -> str:
-    """Markdown: one sparsification table per set, the threshold tables of the default measure, the timing
-    table (when given)."""
+                    timing_size: tuple[int, int] | None = None, effects: dict[str, dict] | None = None,
+                    at_density: dict[str, dict] | None = None) -> str:
+    """Markdown: one sparsification table per set, the threshold tables of the default measure, the comparison
+    with SGBM at its density, the timing table (each when given)."""
     from stereo_depth_ros.evaluation.confidence import TABLE_FRACTIONS, TABLE_THRESHOLDS
     from stereo_depth_ros.models.estimator import DEFAULT_CONFIDENCE
 
@@ -174,6 +200,19 @@ def markdown_tables(results: dict[str, dict], timing: dict[str, float] | None = 
                 kept, epe = set_effects[DEFAULT_CONFIDENCE]
                 lines.append(f"| {set_name} | " + " | ".join(f"{100 * k:.0f} %, {e:.3f}" for k, e in zip(kept, epe))
                              + " |")
+        lines.append("")
+    rows = {s: r for s, r in (at_density or {}).items() if r}
+    if rows:
+        methods = list(next(iter(rows.values()))["network_epe"])
+        lines += ["**At SGBM's density**: on each image the network keeps its most confident pixels, as many as SGBM "
+                  "has values among the scored pixels; EPE (px) of those, mean over images (threshold: the lowest "
+                  "confidence kept, mean over images)", "",
+                  "| set | SGBM density % | SGBM EPE | " + " | ".join(f"{m}: EPE, threshold" for m in methods) + " |",
+                  "|---|---|---|" + "---|" * len(methods)]
+        for set_name, row in rows.items():
+            cells = [f"{row['network_epe'][m]:.3f}, {row['network_threshold'][m]:.2f}" for m in methods]
+            lines.append(f"| {set_name} | {100 * row['sgbm_density']:.1f} | {row['sgbm_epe']:.3f} | "
+                         + " | ".join(cells) + " |")
         lines.append("")
     if timing:
         lines += [f"**time at {timing_size[0]}x{timing_size[1]}** (estimate: median ms per call; a measure: median "
@@ -256,11 +295,11 @@ def _run_eval_confidence(args: argparse.Namespace) -> int:
                                    max_disparity=args.max_disparity, input_scale=args.input_scale,
                                    max_stage=args.stage)
         sgbm = None if args.no_sgbm else create_estimator("sgbm", max_disparity=args.sgbm_disparities)
-        results, effects = {}, {}
+        results, effects, at_density = {}, {}, {}
         for name in args.sets:
             dataset = open_dataset(name, args.data_root).limit(args.limit)
-            results[name], effects[name] = score_set(dataset, network, methods, sgbm,
-                                                     progress=lambda line: print(line, file=sys.stderr, flush=True))
+            results[name], effects[name], at_density[name] = score_set(
+                dataset, network, methods, sgbm, progress=lambda line: print(line, file=sys.stderr, flush=True))
         timing = time_measures(network, methods, *timing_size, args.repeats) if timing_size else None
         if args.figure:
             save_figure(args.figure, results)
@@ -272,9 +311,10 @@ def _run_eval_confidence(args: argparse.Namespace) -> int:
                                  for name, c in rows.items()} for s, rows in results.items()}}
         document["thresholds"] = {s: {m: {"kept": k.tolist(), "epe": e.tolist()} for m, (k, e) in rows.items()}
                                   for s, rows in effects.items()}
+        document["at_sgbm_density"] = {s: rows for s, rows in at_density.items() if rows}
         if timing:
             document["timing_ms"] = {"size": list(timing_size), **timing}
         _print_json(document)
     else:
-        print(markdown_tables(results, timing, timing_size, effects))
+        print(markdown_tables(results, timing, timing_size, effects, at_density))
     return 0

@@ -63,6 +63,14 @@ def _remaining_mean(sorted_errors: np.ndarray, fractions: np.ndarray) -> np.ndar
     return tail_sums[removed] / (n - removed)
 
 
+def _least_confident_first(confidence: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of the (N,) ``confidence`` in increasing order (NaN first), ties in a fixed random order (``seed``)
+    so that they never favour the image's raster order."""
+    scores = np.nan_to_num(confidence, nan=-np.inf)
+    shuffle = np.random.default_rng(seed).permutation(scores.size)
+    return shuffle[np.argsort(scores[shuffle], kind="stable")]
+
+
 def _area(values: np.ndarray, fractions: np.ndarray) -> float:
     span = fractions[-1] - fractions[0]
     return float(np.sum((values[1:] + values[:-1]) * np.diff(fractions)) / 2.0 / span)
@@ -110,12 +118,53 @@ def sparsification(error: np.ndarray, confidence: np.ndarray, mask: np.ndarray |
         raise ValueError("no pixel to score: the error is unknown (NaN) or masked everywhere")
     if np.any(errors < 0):
         raise ValueError("errors must be absolute (>= 0)")
-    scores = np.nan_to_num(confidence[keep], nan=-np.inf)
-    shuffle = np.random.default_rng(seed).permutation(errors.size)
-    by_confidence = shuffle[np.argsort(scores[shuffle], kind="stable")]
+    by_confidence = _least_confident_first(confidence[keep], seed)
     epe = _remaining_mean(errors[by_confidence], fractions)
     oracle = _remaining_mean(np.sort(errors)[::-1], fractions)
     return Sparsification(fractions, epe, oracle, _area(epe, fractions), _area(oracle, fractions), int(errors.size))
+
+
+def epe_at_density(error: np.ndarray, confidence: np.ndarray, density: float, mask: np.ndarray | None = None,
+                   seed: int = 0) -> tuple[float, float]:
+    """EPE of the most confident ``density`` share of the scored pixels, and the confidence threshold that keeps them.
+
+    Compares a dense method with a sparse one at the same density (Poggi et al., TPAMI 2021, section 5: a
+    confidence measure turns a dense map into a sparse one of any density): give ``density`` = the sparse method's
+    share of the pixels, then compare the two EPEs. Ties in confidence are broken as :func:`sparsification` breaks
+    them (a fixed random order, ``seed``).
+
+    Args:
+        error: (H, W) or (N,) absolute disparity error per pixel, pixels (>= 0), NaN where unknown.
+        confidence: same shape, higher = more confident; NaN counts as the lowest.
+        density: share of the scored pixels to keep, in (0, 1]; at least one pixel is kept.
+        mask: optional bool array of the same shape: pixels to score (and-ed with finite error).
+        seed: seed of the tie-breaking order.
+
+    Returns:
+        ``(epe, threshold)``: the mean error (pixels) of the kept pixels, and the lowest confidence among them (the
+        node's ``confidence_threshold`` that keeps about that share).
+
+    Raises:
+        ValueError: for arrays of different shapes, a density outside (0, 1], or no pixel to score.
+
+    Example:
+        >>> epe_at_density(np.array([4.0, 3.0, 2.0, 1.0]), np.array([0.1, 0.2, 0.7, 0.9]), 0.5)
+        (1.5, 0.7)
+    """
+    error = np.asarray(error, dtype=np.float64)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if error.shape != confidence.shape:
+        raise ValueError(f"error {error.shape} and confidence {confidence.shape} differ in shape")
+    if not (np.isfinite(density) and 0.0 < density <= 1.0):
+        raise ValueError(f"density must be in (0, 1], got {density}")
+    keep = restrict_to_mask(np.isfinite(error), mask, "error")
+    errors = error[keep]
+    if errors.size == 0:
+        raise ValueError("no pixel to score: the error is unknown (NaN) or masked everywhere")
+    scores = np.nan_to_num(confidence[keep], nan=-np.inf)
+    most_confident_first = _least_confident_first(scores, seed)[::-1]
+    kept = most_confident_first[:max(1, int(round(density * errors.size)))]
+    return float(errors[kept].mean()), float(scores[kept[-1]])
 
 
 def mean_sparsification(curves: list[Sparsification]) -> Sparsification:
