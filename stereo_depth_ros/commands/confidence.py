@@ -63,7 +63,7 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def score_set(dataset, network, methods, sgbm=None, progress=None) -> dict:
+def score_set(dataset, network, methods, sgbm=None, progress=None) -> tuple[dict, dict, dict]:
     """Mean sparsification curves of one GT set.
 
     Args:
