@@ -31,9 +31,9 @@ import numpy as np
 from stereo_depth_ros.commands import parse_weights_overrides
 from stereo_depth_ros.data.stereo_folder import black_border_mask
 from stereo_depth_ros.evaluation.sr_metrics import pair_metrics
-from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, split_file
 from stereo_depth_ros.images import check_stereo_pair, crop_to_multiple, read_image_bgr
 from stereo_depth_ros.models.registry import model_names, model_spec
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, split_file
 
 METHODS = ("bicubic", "single-image-sr", "stereo-sr")
 ROW_FIELDS = ("method", "scale", "psnr_db", "ssim", "psnr_left_db", "psnr_right_db", "runtime_ms")

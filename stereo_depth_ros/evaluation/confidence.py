@@ -63,10 +63,29 @@ def _remaining_mean(sorted_errors: np.ndarray, fractions: np.ndarray) -> np.ndar
     return tail_sums[removed] / (n - removed)
 
 
-def _least_confident_first(confidence: np.ndarray, seed: int) -> np.ndarray:
-    """Indices of the (N,) ``confidence`` in increasing order (NaN first), ties in a fixed random order (``seed``)
-    so that they never favour the image's raster order."""
-    scores = np.nan_to_num(confidence, nan=-np.inf)
+def _scored_pixels(error, confidence, mask) -> tuple[np.ndarray, np.ndarray]:
+    """The (N,) float64 errors and confidences of the scored pixels (finite error, and ``mask``); NaN confidence
+    becomes -inf (the lowest).
+
+    Raises:
+        ValueError: for arrays of different shapes, no pixel to score, or a negative error.
+    """
+    error = np.asarray(error, dtype=np.float64)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if error.shape != confidence.shape:
+        raise ValueError(f"error {error.shape} and confidence {confidence.shape} differ in shape")
+    keep = restrict_to_mask(np.isfinite(error), mask, "error")
+    errors = error[keep]
+    if errors.size == 0:
+        raise ValueError("no pixel to score: the error is unknown (NaN) or masked everywhere")
+    if np.any(errors < 0):
+        raise ValueError("errors must be absolute (>= 0)")
+    return errors, np.nan_to_num(confidence[keep], nan=-np.inf)
+
+
+def _least_confident_first(scores: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of the (N,) ``scores`` (no NaN) in increasing order, ties in a fixed random order (``seed``) so
+    that they never favour the image's raster order."""
     shuffle = np.random.default_rng(seed).permutation(scores.size)
     return shuffle[np.argsort(scores[shuffle], kind="stable")]
 
@@ -104,21 +123,12 @@ def sparsification(error: np.ndarray, confidence: np.ndarray, mask: np.ndarray |
         >>> sparsification(error, error, fractions=np.array([0.0, 0.5])).epe.tolist()   # the worst order
         [2.5, 3.5]
     """
-    error = np.asarray(error, dtype=np.float64)
-    confidence = np.asarray(confidence, dtype=np.float64)
-    if error.shape != confidence.shape:
-        raise ValueError(f"error {error.shape} and confidence {confidence.shape} differ in shape")
+    errors, scores = _scored_pixels(error, confidence, mask)
     fractions = np.asarray(fractions, dtype=np.float64)
     if fractions.ndim != 1 or fractions.size < 2 or fractions[0] != 0.0 or np.any(np.diff(fractions) <= 0) \
             or fractions[-1] >= 1.0:
         raise ValueError("fractions must increase from 0 and stay below 1, with at least two values")
-    keep = restrict_to_mask(np.isfinite(error), mask, "error")
-    errors = error[keep]
-    if errors.size == 0:
-        raise ValueError("no pixel to score: the error is unknown (NaN) or masked everywhere")
-    if np.any(errors < 0):
-        raise ValueError("errors must be absolute (>= 0)")
-    by_confidence = _least_confident_first(confidence[keep], seed)
+    by_confidence = _least_confident_first(scores, seed)
     epe = _remaining_mean(errors[by_confidence], fractions)
     oracle = _remaining_mean(np.sort(errors)[::-1], fractions)
     return Sparsification(fractions, epe, oracle, _area(epe, fractions), _area(oracle, fractions), int(errors.size))
@@ -151,17 +161,9 @@ def epe_at_density(error: np.ndarray, confidence: np.ndarray, density: float, ma
         >>> epe_at_density(np.array([4.0, 3.0, 2.0, 1.0]), np.array([0.1, 0.2, 0.7, 0.9]), 0.5)
         (1.5, 0.7)
     """
-    error = np.asarray(error, dtype=np.float64)
-    confidence = np.asarray(confidence, dtype=np.float64)
-    if error.shape != confidence.shape:
-        raise ValueError(f"error {error.shape} and confidence {confidence.shape} differ in shape")
     if not (np.isfinite(density) and 0.0 < density <= 1.0):
         raise ValueError(f"density must be in (0, 1], got {density}")
-    keep = restrict_to_mask(np.isfinite(error), mask, "error")
-    errors = error[keep]
-    if errors.size == 0:
-        raise ValueError("no pixel to score: the error is unknown (NaN) or masked everywhere")
-    scores = np.nan_to_num(confidence[keep], nan=-np.inf)
+    errors, scores = _scored_pixels(error, confidence, mask)
     most_confident_first = _least_confident_first(scores, seed)[::-1]
     kept = most_confident_first[:max(1, int(round(density * errors.size)))]
     return float(errors[kept].mean()), float(scores[kept[-1]])
@@ -202,22 +204,14 @@ def threshold_effect(error: np.ndarray, confidence: np.ndarray, thresholds=TABLE
         mean error of those (pixels; NaN when none is kept).
 
     Raises:
-        ValueError: for arrays of different shapes or no pixel to score.
+        ValueError: for arrays of different shapes, no pixel to score, or a negative error.
 
     Example:
         >>> kept, epe = threshold_effect(np.array([4.0, 2.0, 1.0]), np.array([0.1, 0.6, 0.9]), (0.0, 0.5, 0.95))
         >>> kept.round(3).tolist(), epe.tolist()
         ([1.0, 0.667, 0.0], [2.3333333333333335, 1.5, nan])
     """
-    error = np.asarray(error, dtype=np.float64)
-    confidence = np.asarray(confidence, dtype=np.float64)
-    if error.shape != confidence.shape or (mask is not None and np.shape(mask) != error.shape):
-        raise ValueError(f"error {error.shape}, confidence {confidence.shape} and mask "
-                         f"{None if mask is None else np.shape(mask)} must have one shape")
-    scored = np.isfinite(error) & (True if mask is None else np.asarray(mask, dtype=bool))
-    if not np.any(scored):
-        raise ValueError("no pixel to score: the error is unknown (NaN) or masked everywhere")
-    errors, scores = error[scored], confidence[scored]
+    errors, scores = _scored_pixels(error, confidence, mask)  # NaN confidence (-inf) is below every threshold
     kept, epe = [], []
     for threshold in thresholds:
         keep = scores >= threshold

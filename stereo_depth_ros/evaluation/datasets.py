@@ -33,10 +33,10 @@ import cv2
 import numpy as np
 
 from stereo_depth_ros.geometry import StereoCameraModel
-from stereo_depth_ros.resources import default_data_root  # noqa: F401 (re-exported: commands import it here)
 from stereo_depth_ros.images import IMAGE_SUFFIXES, natural_key, read_image_bgr
 from stereo_depth_ros.evaluation.readers import (DISPARITY_SUFFIXES, decode_bdis_depth, read_disparity,
                                                  read_mask, read_middlebury2003_disparity)
+from stereo_depth_ros.resources import default_data_root  # noqa: F401 (re-exported: commands import it here)
 
 BDIS_FOCAL_PX = 520.0
 BDIS_BASELINE_DEPTH_UNITS = 0.5
