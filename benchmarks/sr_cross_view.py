@@ -18,6 +18,19 @@ The warped view uses the disparity of the HR pair, which no SR method sees, and 
 view offers as pixels with the best alignment at hand. A learned fusion (biPAM) combines features rather than
 copying pixels, so this is a guide to how much the other view can add, not a bound on it.
 
+A whole view also differs in what SR does not have to supply (shading, colour, highlights: low frequencies the LR
+image already gives). So, per scale ``s``, the script also moves only the **detail** across, the part of a view that
+the degradation removes and SR must restore (``D = view - bicubic_up(bicubic_down(view))``), on the same pixels:
+
+4. ``detail_transplant_x{s}``: the left view's bicubic image plus the right view's HR detail, warped
+   (``bicubic_up(LR_L) + warp(D_R)``; an oracle: it reads the HR right view);
+5. ``detail_transplant_blend_gain_x{s}``: how much the best per-pair blend ``SR_L + w (transplant - SR_L)``, w in
+   [0, 1] fitted on the HR left view (an oracle too), adds to single-image SR's PSNR: the detail of the HR right view
+   that single-image SR lacks;
+6. ``lr_right_blend_gain_x{s}``: the same with what a stereo SR method can have, the right view's own single-image
+   SR detail (``SR(LR_R) - bicubic_up(LR_R)``, warped) instead of its HR detail: the detail the **LR** right view
+   adds to the left's single-image SR through a warp.
+
 Usage::
 
     python benchmarks/sr_cross_view.py [--pairs LIST ...] [--data-root DIR] [--limit N] [--json]
@@ -42,6 +55,7 @@ from stereo_depth_ros.geometry import warp_right_to_left
 from stereo_depth_ros.images import read_image
 from stereo_depth_ros.models.confidence import left_right_confidence
 from stereo_depth_ros.models.registry import create_estimator
+from stereo_depth_ros.models.stereo_sr import bicubic_upscale
 from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, SR_VALIDATION_PAIR_LIST, split_file
 
 DEFAULT_LISTS = (split_file(SR_VALIDATION_PAIR_LIST), split_file(HELD_OUT_PAIR_LIST))
@@ -49,11 +63,22 @@ CONSISTENT_PX = 0.5
 SCALES = (2, 4)
 
 
-def warp_to_left(right_bgr: np.ndarray, disparity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(right sampled at x - d, (H, W, 3) float in [0, 1]; in_view (H, W) bool)``."""
-    right = torch.from_numpy(right_bgr.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    warped, in_view = warp_right_to_left(right, torch.from_numpy(np.nan_to_num(disparity))[None, None])
+def warp_to_left(right: np.ndarray, disparity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(right sampled at x - d, (H, W, 3) float32; in_view (H, W) bool)``: a uint8 BGR view comes back in
+    [0, 1], a float32 array (e.g. a detail image, any sign) in its own units."""
+    values = right.astype(np.float32) / 255.0 if right.dtype == np.uint8 else right.astype(np.float32)
+    warped, in_view = warp_right_to_left(torch.from_numpy(values).permute(2, 0, 1)[None],
+                                         torch.from_numpy(np.nan_to_num(disparity))[None, None])
     return warped[0].permute(1, 2, 0).numpy(), in_view[0, 0].numpy() > 0
+
+
+def best_blend_gain(base: np.ndarray, other: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR gain (dB) of ``base + w (other - base)`` over ``base`` for the least-squares ``w`` clipped to [0, 1]
+    (an oracle: ``w`` is fitted on ``reference``). Arrays (N, 3) float in [0, 1]; 0 when ``other`` adds nothing."""
+    step = (other - base).ravel().astype(np.float64)
+    weight = float(np.clip(step @ (reference - base).ravel() / max(step @ step, 1e-12), 0.0, 1.0))
+    blend = np.clip(base + weight * (other - base), 0.0, 1.0)
+    return psnr(blend[None], reference[None]) - psnr(base[None], reference[None])
 
 
 def score_pair(left: np.ndarray, right: np.ndarray, stereo, sr_models) -> dict:
@@ -72,6 +97,17 @@ def score_pair(left: np.ndarray, right: np.ndarray, stereo, sr_models) -> dict:
         lr_left, lr_right = prepare_pair(hr_left, hr_right, scale, border_crop=False)[2:]
         sr_left = model.super_resolve(lr_left, lr_right)[0].astype(np.float32) / 255.0
         row[f"single_image_sr_x{scale}_psnr_db"] = psnr(sr_left[consistent][None], reference[consistent][None])
+        bicubic_left, bicubic_right = (bicubic_upscale(view, scale).astype(np.float32) / 255.0
+                                       for view in (lr_left, lr_right))
+        hr_detail = warp_to_left(hr_right.astype(np.float32) / 255.0 - bicubic_right, disparity)[0]
+        sr_right = model.super_resolve(lr_right, lr_left)[0].astype(np.float32) / 255.0
+        sr_detail = warp_to_left(sr_right - bicubic_right, disparity)[0]
+        base, target = sr_left[consistent], reference[consistent]
+        transplant = np.clip(bicubic_left + hr_detail, 0.0, 1.0)[consistent]
+        row[f"detail_transplant_x{scale}_psnr_db"] = psnr(transplant[None], target[None])
+        row[f"detail_transplant_blend_gain_x{scale}_db"] = best_blend_gain(base, transplant, target)
+        lr_transplant = np.clip(bicubic_left + sr_detail, 0.0, 1.0)[consistent]
+        row[f"lr_right_blend_gain_x{scale}_db"] = best_blend_gain(base, lr_transplant, target)
     return row
 
 
@@ -95,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"list": Path(list_path).stem, "pair": str(left_path.relative_to(data_root)),
                          **score_pair(left, right, stereo, sr_models)})
     fields = ["consistent_pct", "warped_right_psnr_db", *(f"single_image_sr_x{s}_psnr_db" for s in SCALES)]
+    detail_fields = [f"{name}_x{s}_{unit}" for s in SCALES for name, unit in
+                     (("single_image_sr", "psnr_db"), ("detail_transplant", "psnr_db"),
+                      ("detail_transplant_blend_gain", "db"), ("lr_right_blend_gain", "db"))]
     means = [{"list": name, "pair": "mean", **{f: float(np.mean([r[f] for r in rows if r["list"] == name]))
-                                              for f in fields}}
+                                              for f in dict.fromkeys(fields + detail_fields)}}
              for name in dict.fromkeys(r["list"] for r in rows)]
     if args.json:
         print(json.dumps({"rows": rows, "means": means}, indent=2))
@@ -107,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows + means:
         print(f"| {row['list']} | {row['pair']} | " + " | ".join(f"{row[f]:.1f}" if f == "consistent_pct"
                                                                  else f"{row[f]:.2f}" for f in fields) + " |")
+    print("\nDetail only (same pixels; PSNR dB, gains dB over single-image SR; module docstring, items 4-6):\n")
+    print("| list | pair | " + " | ".join(f"x{s}: single-image SR | x{s}: bicubic + HR right detail | "
+                                         f"x{s}: gain, HR right detail | x{s}: gain, LR right via its SR"
+                                         for s in SCALES) + " |")
+    print("|---|---|" + "---|" * len(detail_fields))
+    for row in rows + means:
+        print(f"| {row['list']} | {row['pair']} | " + " | ".join(f"{row[f]:.2f}" for f in detail_fields) + " |")
     return 0
 
 

@@ -124,12 +124,43 @@ def test_sr_cross_view_warps_the_other_view_onto_this_one(motorcycle_small):
     stereo = create_estimator("coarse-to-fine")
     sr_models = {scale: create_estimator(f"single-image-sr-x{scale}") for scale in module.SCALES}
     row = module.score_pair(left, right, stereo, sr_models)
-    assert set(row) == {"consistent_pct", "warped_right_psnr_db", "single_image_sr_x2_psnr_db",
-                        "single_image_sr_x4_psnr_db"}
+    assert set(row) == {"consistent_pct", "warped_right_psnr_db", *(
+        f"{name}_x{s}_{unit}" for s in (2, 4) for name, unit in (
+            ("single_image_sr", "psnr_db"), ("detail_transplant", "psnr_db"),
+            ("detail_transplant_blend_gain", "db"), ("lr_right_blend_gain", "db")))}
     assert 50.0 < row["consistent_pct"] <= 100.0
     assert 15.0 < row["warped_right_psnr_db"] < 60.0 and row["single_image_sr_x2_psnr_db"] > 15.0
     unwarped = psnr(right[:, :-4], left[:, :-4])  # the right view as it is, not aligned
     assert row["warped_right_psnr_db"] > unwarped + 3.0
+    # On this textured scene the HR right view's detail, warped, restores much of what SR misses (a misaligned
+    # or wrong-signed warp adds noise instead, and the best blend weight falls to 0); through the LR right view
+    # and its own SR far less comes across.
+    for scale in (2, 4):
+        assert row[f"detail_transplant_x{scale}_psnr_db"] > row[f"single_image_sr_x{scale}_psnr_db"] + 1.0
+        assert row[f"detail_transplant_blend_gain_x{scale}_db"] > 1.0
+        assert 0.0 <= row[f"lr_right_blend_gain_x{scale}_db"] < row[f"detail_transplant_blend_gain_x{scale}_db"]
+
+
+def test_sr_cross_view_blend_gain_is_the_oracle_least_squares_blend():
+    """best_blend_gain on hand examples: an exact other image gives the full gain at w = 1, a useless or opposite one
+    gives 0 (w clipped to [0, 1]), and half of the missing step gives the PSNR of the half-way blend."""
+    spec = importlib.util.spec_from_file_location("sr_cross_view", REPO_ROOT / "benchmarks" / "sr_cross_view.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from stereo_depth_ros.evaluation.sr_metrics import psnr
+
+    rng = np.random.default_rng(3)
+    reference = rng.uniform(0.2, 0.8, (500, 3)).astype(np.float32)
+    base = (reference + rng.normal(0, 0.05, reference.shape)).astype(np.float32)
+    assert module.best_blend_gain(base, base, reference) == 0.0
+    assert module.best_blend_gain(base, 2 * base - reference, reference) == 0.0  # opposite direction: w = 0
+    assert module.best_blend_gain(base, reference, reference) > 60.0  # w = 1 reproduces the reference
+    overshoot = base + 2.0 * (reference - base)  # the best w is 0.5, which lands on the reference again
+    assert module.best_blend_gain(base, overshoot, reference) > 60.0
+    noisy = (reference + rng.normal(0, 0.05, reference.shape)).astype(np.float32)  # independent error, same size
+    gain = module.best_blend_gain(base, noisy, reference)
+    expected = psnr(((base + noisy) / 2)[None], reference[None]) - psnr(base[None], reference[None])
+    assert 2.0 < gain and abs(gain - expected) < 0.3  # averaging two independent estimates: about +3 dB
 
 
 def _colour_transfer():
