@@ -1,4 +1,5 @@
-"""Where the package's own files and the project's shared data are found, from a source tree or an install.
+"""Where the package's own files and the project's shared data are found, from a source tree or an install, and
+which shared data no training may read.
 
 The package's data files (``config/``, ``config/splits/``, ``launch/``, ``rviz/``) are installed by ``setup.py``
 into ``share/stereo_depth_ros/`` (the ament layout, which colcon and pip both follow); in a source tree or an
@@ -10,6 +11,7 @@ Foundation layer: standard library only (``ament_index_python`` when it imports)
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +21,21 @@ PACKAGE = "stereo_depth_ros"
 HELD_OUT_PAIR_LIST = "bdis_invivo_test.txt"
 #: Two real pairs for super-resolution training choices (neither trained on nor test pairs).
 SR_VALIDATION_PAIR_LIST = "sr_validation.txt"
+#: Folders of the shared data (paths below ``../shared/data``) that are test or evaluation data for every network
+#: of the package, so no trainer reads them (:func:`check_training_folders`), with the reason it gives.
+EVALUATION_ONLY_FOLDERS = {
+    "endoscopic_stereo/scared_keyframe_rectified":
+        "evaluation only (../shared/data/README.md: its anatomy overlaps a held-out test frame)",
+    "endoscopic_stereo/bdis_synthetic/32": "a GT test set of the stereo and monocular evaluations",
+    "endoscopic_stereo/bdis_synthetic/33": "a GT test set of the stereo and monocular evaluations",
+    "general_stereo/middlebury2003": "a GT test set of the stereo evaluation",
+    "general_stereo/middlebury2014_motorcycle_q": "a GT test set of the stereo evaluation",
+    "general_stereo/sceneflow_sample": "a GT test set of the stereo evaluation",
+    "nir_rgb/indoor": "the 20 held-out pairs of eval-cross-modal",
+    "segmentation/endovis2017_parts": "a cross-domain segmentation test set (../shared/data/README.md)",
+    "segmentation/endovis2017_binary": "a cross-domain segmentation test set (../shared/data/README.md)",
+    "segmentation/dvrk_phantom": "a cross-domain segmentation test set (../shared/data/README.md)",
+}
 
 
 def package_root() -> Path:
@@ -79,3 +96,36 @@ def default_data_root() -> Path:
     """``../shared/data`` beside the source tree, where the project's real data lives (``../shared/data/README.md``);
     commands take ``--data-root`` for any other place."""
     return package_root().parent / "shared" / "data"
+
+
+def check_training_folders(folders, task: str, also: dict[str, str] | None = None) -> None:
+    """Refuse test and evaluation data as training data: raise if a folder is, or lies inside, one of
+    :data:`EVALUATION_ONLY_FOLDERS` (matched on the trailing path components, so wherever the shared data lives).
+
+    Args:
+        folders: training (or validation) folders as given to a trainer (str or Path; None and "" are skipped).
+        task: the trainer, for the message (e.g. ``"train-stereo"``).
+        also: more ``{relative folder: reason}`` entries for this trainer only (e.g. every BDIS synthetic set for
+            the stereo network, whose GT test sets they all are).
+
+    Raises:
+        ValueError: naming the folder, the rule it breaks and its reason.
+
+    Example:
+        >>> check_training_folders(["../shared/data/endoscopic_stereo/bdis_invivo/6"], "train-stereo")
+        >>> try:
+        ...     check_training_folders(["/data/endoscopic_stereo/scared_keyframe_rectified/"], "train-stereo")
+        ... except ValueError as error:
+        ...     print(str(error).split(":")[0])
+        train-stereo does not train on /data/endoscopic_stereo/scared_keyframe_rectified
+    """
+    rules = {**EVALUATION_ONLY_FOLDERS, **(also or {})}
+    for folder in folders or ():
+        if folder is None or str(folder) == "":
+            continue
+        parts = Path(os.path.normpath(Path(folder).expanduser().absolute())).parts
+        for relative, reason in rules.items():
+            pattern = tuple(Path(relative).parts)
+            if any(parts[i:i + len(pattern)] == pattern for i in range(len(parts) - len(pattern) + 1)):
+                raise ValueError(f"{task} does not train on {Path(folder).expanduser()}: {relative} is {reason}; "
+                                 "leave it out of the training data")

@@ -1,4 +1,5 @@
-"""The package finds its own files (held-out pair lists, parameters files) whatever the working directory."""
+"""The package finds its own files (held-out pair lists, parameters files) whatever the working directory, and no
+trainer reads test or evaluation data."""
 
 import runpy
 import sys
@@ -64,3 +65,75 @@ def test_setup_installs_every_pair_list_and_parameters_file(monkeypatch):
         if path.is_file():
             relative = path.relative_to(REPO).as_posix()
             assert f"share/stereo_depth_ros/{relative}" in installed, relative
+
+
+@pytest.mark.parametrize("relative", sorted(resources.EVALUATION_ONLY_FOLDERS))
+def test_every_evaluation_only_folder_is_refused_wherever_the_data_lives(relative, tmp_path):
+    for folder in (tmp_path / "data" / relative, f"{tmp_path}/data/{relative}/", tmp_path / relative / "left"):
+        with pytest.raises(ValueError, match="does not train on") as error:
+            resources.check_training_folders(["/somewhere/else/endoscopic_stereo/bdis_invivo/6", folder], "train-x")
+        assert relative in str(error.value) and resources.EVALUATION_ONLY_FOLDERS[relative] in str(error.value)
+
+
+def test_training_folders_pass_and_the_match_is_on_whole_path_components(tmp_path):
+    data = tmp_path / "shared" / "data"
+    resources.check_training_folders([
+        data / "endoscopic_stereo" / "bdis_invivo" / "6", data / "endoscopic_stereo" / "hamlyn_invivo_tpsnet",
+        data / "endoscopic_stereo" / "bdis_synthetic" / "30", data / "nir_rgb" / "country",
+        data / "segmentation" / "endovis2015_robotic", data / "endoscopic_stereo" / "bdis_synthetic" / "32" / ".." / "31",
+        tmp_path / "my_nir_rgb" / "indoor", tmp_path / "indoor", None, ""], "train-x")
+    with pytest.raises(ValueError, match="bdis_synthetic is the stereo network's"):
+        resources.check_training_folders([data / "endoscopic_stereo" / "bdis_synthetic" / "30"], "train-x",
+                                         also={"endoscopic_stereo/bdis_synthetic": "the stereo network's test data"})
+
+
+def _refuses(call, folder: str):
+    with pytest.raises(ValueError, match=f"does not train on .*{folder}"):
+        call()
+
+
+def test_every_trainer_refuses_test_data_before_reading_anything(tmp_path):
+    """Each trainer checks its folders first: none of these folders exists, so any other step would fail with
+    FileNotFoundError instead, and nothing is written under ``out``."""
+    from stereo_depth_ros.training.cross_modal_trainer import TrainCrossModalOptions, train_cross_modal
+    from stereo_depth_ros.training.mono_self_supervised import TrainDispNetOptions, train_dispnet
+    from stereo_depth_ros.training.mono_supervised import TrainMonoOptions, train_mono
+    from stereo_depth_ros.training.segmentation_trainer import TrainSegmentationOptions, train_segmentation
+    from stereo_depth_ros.training.sr_trainer import TrainSuperResolutionOptions, train_super_resolution
+    from stereo_depth_ros.training.stereo_trainer import TrainStereoOptions, train_stereo
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    keyframe = str(data / "endoscopic_stereo" / "scared_keyframe_rectified")
+    _refuses(lambda: train_stereo(TrainStereoOptions(data=[keyframe], out=str(out / "s.safetensors"))),
+             "scared_keyframe_rectified")
+    # every BDIS synthetic set is the stereo network's GT test data; for the DispNet only 32 and 33 are
+    synthetic_30 = str(data / "endoscopic_stereo" / "bdis_synthetic" / "30")
+    _refuses(lambda: train_stereo(TrainStereoOptions(data=[synthetic_30], out=str(out / "s.safetensors"))),
+             "bdis_synthetic")
+    TrainDispNetOptions(data=[synthetic_30], out=str(out / "d.safetensors")).check()
+    _refuses(lambda: train_dispnet(TrainDispNetOptions(
+        data=[synthetic_30, str(data / "endoscopic_stereo" / "bdis_synthetic" / "33")],
+        out=str(out / "d.safetensors"))), "bdis_synthetic/33")
+    _refuses(lambda: train_super_resolution(TrainSuperResolutionOptions(
+        scale=2, out=str(out / "sr.safetensors"), data=[keyframe])), "scared_keyframe_rectified")
+    _refuses(lambda: train_cross_modal(TrainCrossModalOptions(out=out / "cyclegan", data=[str(data / "nir_rgb" /
+                                                                                              "indoor")])),
+             "nir_rgb/indoor")
+    _refuses(lambda: train_segmentation(TrainSegmentationOptions(
+        data=[str(data / "segmentation" / "endoscapes_seg50")], out=str(out / "seg.safetensors"),
+        validation=[str(data / "segmentation" / "dvrk_phantom")])), "dvrk_phantom")
+    _refuses(lambda: train_mono(TrainMonoOptions(model="unet", out=out / "u.safetensors", data=[keyframe])),
+             "scared_keyframe_rectified")
+    assert not out.exists()
+    from stereo_depth_ros.commands.cross_modal import evaluate_cross_modal
+
+    # eval-cross-modal fits its linear colour baseline on --train-data: the held-out pairs may not be that
+    indoor = data / "nir_rgb" / "indoor"
+    _refuses(lambda: evaluate_cross_modal(indoor, indoor), "nir_rgb/indoor")
+
+
+def test_train_stereo_leaves_out_the_held_out_pairs_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["train-stereo", "--data", "pairs", "--out", "w.safetensors"]
+    assert Path(_default(argv, "exclude")) == resources.split_file()
+    assert _default([*argv, "--exclude", ""], "exclude") == ""

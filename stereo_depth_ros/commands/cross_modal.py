@@ -56,6 +56,7 @@ from stereo_depth_ros.evaluation.depth_metrics import depth_metrics, mean_over_f
 from stereo_depth_ros.images import read_image
 from stereo_depth_ros.models.cross_modal import PAIR_MODALITIES, match_colour_histograms, nir_to_grey, \
     same_modality_pair
+from stereo_depth_ros.resources import check_training_folders
 
 METHODS = ("replicated-nir", "linear-colour", "pseudo-rgb")
 ORACLE_METHOD = "oracle-linear-colour"
@@ -173,13 +174,15 @@ def evaluate_cross_modal(data: Path, train_data: Path, weights=None, short_side:
         "pairs": N, "frames": [per-pair rows], "linear_colour_fit": (3, 2) list}``, means over the pairs.
 
     Raises:
-        FileNotFoundError: for missing data; ValueError: for a bad limit or short side;
+        FileNotFoundError: for missing data; ValueError: for a bad limit or short side, or test data as
+        ``train_data`` (:func:`~stereo_depth_ros.resources.check_training_folders`: e.g. the held-out indoor pairs);
         stereo_depth_ros.models.weights.WeightsError: for bad weights.
     """
     from stereo_depth_ros.models.registry import create_estimator
 
     _check_positive(limit, "limit")
     _check_positive(short_side, "short side")
+    check_training_folders([train_data], "eval-cross-modal (the linear colour baseline's fit)")
     pairs = read_aligned_pairs(data, limit)
     _progress(f"eval-cross-modal: {len(pairs)} pairs from {data}; fitting the linear colour baseline on {train_data}")
     coefficients = fit_training_colour(train_data, short_side)

@@ -54,8 +54,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="left-right consistency weight (0 = off; doubles the cost of a step)")
     parser.add_argument("--init", metavar="WEIGHTS",
                         help="start from these weights (fine-tuning) instead of a random initialisation")
-    parser.add_argument("--exclude", metavar="LIST",
-                        help="file of held-out pairs (left-image paths, one per line) never trained on")
+    parser.add_argument("--exclude", default=str(split_file(HELD_OUT_PAIR_LIST)), metavar="LIST",
+                        help="file of held-out pairs (left-image paths, one per line) never trained on (default "
+                             "config/splits/bdis_invivo_test.txt, the 14 held-out in-vivo pairs; '' for none)")
     parser.add_argument("--stop-at", type=int, metavar="STEP",
                         help="stop after this step with a checkpoint; --resume continues (same --steps)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

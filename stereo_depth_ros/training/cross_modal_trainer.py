@@ -35,7 +35,7 @@ from stereo_depth_ros.data.nir_rgb import UnpairedNirRgbDataset
 from stereo_depth_ros.models.cross_modal import (ImagePool, build_discriminator, build_generator, lsgan_loss,
                                                  save_generator)
 from stereo_depth_ros.models.weights import save_weights
-from stereo_depth_ros.resources import default_data_root
+from stereo_depth_ros.resources import check_training_folders, default_data_root
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
@@ -165,9 +165,11 @@ def train_cross_modal(options: TrainCrossModalOptions) -> dict:
         ``{"nir-to-rgb": card, "rgb-to-nir": card}``, the model cards written.
 
     Raises:
-        ValueError: for bad options (steps, crop, weights, configs); FileNotFoundError: for missing data;
-        FloatingPointError: for a non-finite loss (the checkpoint on disk is kept).
+        ValueError: for bad options (steps, crop, weights, configs) or test data among the folders (the held-out
+        indoor pairs: :func:`~stereo_depth_ros.resources.check_training_folders`); FileNotFoundError: for missing
+        data; FloatingPointError: for a non-finite loss (the checkpoint on disk is kept).
     """
+    check_training_folders(options.data, "train-cross-modal")
     for label, value in (("cycle_weight", options.cycle_weight), ("identity_weight", options.identity_weight),
                          ("lr", options.lr)):
         if not value >= 0:

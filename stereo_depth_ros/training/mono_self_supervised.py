@@ -45,7 +45,7 @@ from stereo_depth_ros.geometry import warp_right_to_left
 from stereo_depth_ros.losses import (appearance_error, edge_aware_smoothness, left_right_consistency, masked_mean,
                                      warp_left_to_right)
 from stereo_depth_ros.models.mono_dispnet import ARCHITECTURE, SubPixelDispNet, load_weights, save_weights
-from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, default_data_root, split_file
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, check_training_folders, default_data_root, split_file
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.stereo_trainer import cosine_decay_factor
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
@@ -124,6 +124,7 @@ class TrainDispNetOptions:
                 raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         if not self.data:
             raise ValueError("give at least one data folder")
+        check_training_folders(self.data, "train-mono dispnet-subpixel")
 
 
 class ResizedStereoDataset(StereoFolderDataset):

@@ -43,7 +43,7 @@ from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
 from stereo_depth_ros.losses import l2_depth_loss, unet_depth_loss
 from stereo_depth_ros.models import mono_unet, refinement_cnn
 from stereo_depth_ros.models.weights import save_weights
-from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, default_data_root, split_file
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, check_training_folders, default_data_root, split_file
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
@@ -416,10 +416,14 @@ def train_mono(options: TrainMonoOptions) -> dict:
         the model card (dict) written beside the weights.
 
     Raises:
-        ValueError: for an unknown model or bad options (crop not a multiple of the network's size multiple).
+        ValueError: for an unknown model, bad options (crop not a multiple of the network's size multiple) or
+            test data among the folders (:func:`~stereo_depth_ros.resources.check_training_folders`).
         FileNotFoundError: for missing data folders.
     """
     family = check_model(options.model)
+    pseudo_sets = [Path(options.data_root) / name for name in TRAINING_SETS] if options.data is None else []
+    check_training_folders([*(options.data or []), *(options.validation or []), *pseudo_sets],
+                           f"train-mono {options.model}")
     crop = tuple(int(n) for n in options.crop)
     if len(crop) != 2 or min(crop) <= 0 or crop[0] % family.size_multiple or crop[1] % family.size_multiple:
         raise ValueError(f"crop must be two positive multiples of {family.size_multiple} for {options.model}, "

@@ -32,6 +32,7 @@ from stereo_depth_ros.device import resolve_device
 from stereo_depth_ros.evaluation.segmentation_metrics import iou_dice
 from stereo_depth_ros.losses import binary_segmentation_loss, multiclass_segmentation_loss
 from stereo_depth_ros.models.segmentation import ARCHITECTURE, INPUT_MULTIPLE, SPPLinkNet, save_weights
+from stereo_depth_ros.resources import check_training_folders
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, kept_weights_files, start_run
 
@@ -148,10 +149,13 @@ def train_segmentation(options: TrainSegmentationOptions) -> dict:
 
     Raises:
         FileNotFoundError: for a missing set folder or no images left after the selection.
-        ValueError: for bad options (the Trainer's checks, a crop not a multiple of 32, no binary head).
+        ValueError: for bad options (the Trainer's checks, a crop not a multiple of 32, no binary head) or a
+            cross-domain test set among the training or validation folders
+            (:func:`~stereo_depth_ros.resources.check_training_folders`).
     """
     if "binary" not in options.tasks:
         raise ValueError("train-seg needs the binary head (its validation selects the weights)")
+    check_training_folders([*options.data, *options.validation], "train-seg")
     if any(size % INPUT_MULTIPLE for size in options.crop):
         raise ValueError(f"crop must be multiples of {INPUT_MULTIPLE} pixels, got {tuple(options.crop)}")
     trainer_options = TrainerOptions(

@@ -55,7 +55,7 @@ from stereo_depth_ros.data.stereo_folder import StereoFolderDataset
 from stereo_depth_ros.models.stereo_sr import SINGLE_ARCHITECTURE, STEREO_ARCHITECTURE, bicubic_downscale, \
     build_network, check_scale, warp_with_attention
 from stereo_depth_ros.models.weights import WeightsError, load_weights, read_architecture, save_weights
-from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, default_data_root, split_file
+from stereo_depth_ros.resources import HELD_OUT_PAIR_LIST, check_training_folders, default_data_root, split_file
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
@@ -417,9 +417,11 @@ def train_super_resolution(options: TrainSuperResolutionOptions) -> dict:
         the model card written beside the weights.
 
     Raises:
-        ValueError: for a bad scale, model or Trainer option; FileNotFoundError: for missing data.
+        ValueError: for a bad scale, model or Trainer option, or test data among the folders
+            (:func:`~stereo_depth_ros.resources.check_training_folders`); FileNotFoundError: for missing data.
     """
     scale = check_scale(options.scale)
+    check_training_folders(options.data, "train-sr")
     if options.model not in ("stereo", "single"):
         raise ValueError(f"model must be 'stereo' or 'single', got {options.model!r}")
     trainer_options = TrainerOptions(

@@ -27,6 +27,7 @@ from stereo_depth_ros.device import resolve_device
 from stereo_depth_ros.losses import PhotometricLossConfig, masked_proxy_loss, self_supervised_stereo_loss
 from stereo_depth_ros.models.coarse_to_fine import (ARCHITECTURE, NUM_STAGES, CoarseToFineStereoNet, load_weights,
                                                     save_weights)
+from stereo_depth_ros.resources import check_training_folders
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, average_state_dicts, start_run
 
@@ -267,6 +268,12 @@ def stereo_loss_callback(config: PhotometricLossConfig, proxy_weight: float = 0.
     return loss
 
 
+#: Beyond the package-wide evaluation-only folders: every BDIS synthetic set is a GT test set of the stereo network
+#: (``eval-dataset bdis-synthetic``, 78 pairs).
+STEREO_TEST_FOLDERS = {"endoscopic_stereo/bdis_synthetic": "the stereo network's GT test data (eval-dataset "
+                                                           "bdis-synthetic, sets 30-33)"}
+
+
 def train_stereo(options: TrainStereoOptions) -> dict:
     """Train the coarse-to-fine network self-supervised; write weights, CSV, PNG, checkpoint and model card.
 
@@ -277,9 +284,11 @@ def train_stereo(options: TrainStereoOptions) -> dict:
         FileNotFoundError: if a data folder does not exist or holds no stereo pairs, or the resume checkpoint is
             missing.
         ValueError: for invalid options (crop larger than an image, unknown device, smoothness weights, a first
-            trained stage without init weights), or a checkpoint of another run.
+            trained stage without init weights), a checkpoint of another run, or test data among the folders
+            (:func:`~stereo_depth_ros.resources.check_training_folders`, plus every BDIS synthetic set).
     """
     # Options that need no file: checked before any data or weights are read.
+    check_training_folders(options.data, "train-stereo", also=STEREO_TEST_FOLDERS)
     loss_config = PhotometricLossConfig(smoothness_weight=options.smoothness_weight,
                                         left_right_weight=options.left_right_weight)
     if options.first_trained_stage and not options.init:
