@@ -29,7 +29,11 @@ the degradation removes and SR must restore (``D = view - bicubic_up(bicubic_dow
    that single-image SR lacks;
 6. ``lr_right_blend_gain_x{s}``: the same with what a stereo SR method can have, the right view's own single-image
    SR detail (``SR(LR_R) - bicubic_up(LR_R)``, warped) instead of its HR detail: the detail the **LR** right view
-   adds to the left's single-image SR through a warp.
+   adds to the left's single-image SR through a warp;
+7. ``lr_right_local_gain_x{s}``: the same blend with its own oracle weight in every 16 x 16 block (a fusion that
+   knows where the other view helps), and ``lr_right_local_gain_misaligned_x{s}``, its control: the same detail
+   warped 3 px off, which keeps the image structure but not the alignment, so what the local oracle gains from
+   fitting weights to structure alone.
 
 Usage::
 
@@ -72,13 +76,38 @@ def warp_to_left(right: np.ndarray, disparity: np.ndarray) -> tuple[np.ndarray, 
     return warped[0].permute(1, 2, 0).numpy(), in_view[0, 0].numpy() > 0
 
 
+BLOCK = 16
+MISALIGNMENT_PX = 3.0
+
+
+def blend_weight(base: np.ndarray, other: np.ndarray, reference: np.ndarray) -> float:
+    """The least-squares ``w`` of ``base + w (other - base) ~ reference``, clipped to [0, 1] (any equal shapes)."""
+    step = (other - base).ravel().astype(np.float64)
+    return float(np.clip(step @ (reference - base).ravel() / max(step @ step, 1e-12), 0.0, 1.0))
+
+
 def best_blend_gain(base: np.ndarray, other: np.ndarray, reference: np.ndarray) -> float:
     """PSNR gain (dB) of ``base + w (other - base)`` over ``base`` for the least-squares ``w`` clipped to [0, 1]
     (an oracle: ``w`` is fitted on ``reference``). Arrays (N, 3) float in [0, 1]; 0 when ``other`` adds nothing."""
-    step = (other - base).ravel().astype(np.float64)
-    weight = float(np.clip(step @ (reference - base).ravel() / max(step @ step, 1e-12), 0.0, 1.0))
-    blend = np.clip(base + weight * (other - base), 0.0, 1.0)
+    blend = np.clip(base + blend_weight(base, other, reference) * (other - base), 0.0, 1.0)
     return psnr(blend[None], reference[None]) - psnr(base[None], reference[None])
+
+
+def local_blend_gain(base: np.ndarray, other: np.ndarray, reference: np.ndarray, mask: np.ndarray,
+                     block: int = BLOCK) -> float:
+    """:func:`best_blend_gain` with one oracle weight per ``block`` x ``block`` tile, fitted on the tile's pixels of
+    ``mask`` (tiles with fewer than 8 keep ``base``); PSNR over ``mask``. Images (H, W, 3) float in [0, 1]."""
+    blend = base.copy()
+    for y in range(0, mask.shape[0], block):
+        for x in range(0, mask.shape[1], block):
+            tile = mask[y:y + block, x:x + block]
+            if tile.sum() < 8:
+                continue
+            window = (slice(y, y + block), slice(x, x + block))
+            b, o = base[window][tile], other[window][tile]
+            blend[window][tile] = b + blend_weight(b, o, reference[window][tile]) * (o - b)
+    return psnr(np.clip(blend, 0.0, 1.0)[mask][None], reference[mask][None]) - psnr(base[mask][None],
+                                                                                   reference[mask][None])
 
 
 def score_pair(left: np.ndarray, right: np.ndarray, stereo, sr_models) -> dict:
@@ -106,8 +135,12 @@ def score_pair(left: np.ndarray, right: np.ndarray, stereo, sr_models) -> dict:
         transplant = np.clip(bicubic_left + hr_detail, 0.0, 1.0)[consistent]
         row[f"detail_transplant_x{scale}_psnr_db"] = psnr(transplant[None], target[None])
         row[f"detail_transplant_blend_gain_x{scale}_db"] = best_blend_gain(base, transplant, target)
-        lr_transplant = np.clip(bicubic_left + sr_detail, 0.0, 1.0)[consistent]
-        row[f"lr_right_blend_gain_x{scale}_db"] = best_blend_gain(base, lr_transplant, target)
+        lr_transplant = np.clip(bicubic_left + sr_detail, 0.0, 1.0)
+        row[f"lr_right_blend_gain_x{scale}_db"] = best_blend_gain(base, lr_transplant[consistent], target)
+        row[f"lr_right_local_gain_x{scale}_db"] = local_blend_gain(sr_left, lr_transplant, reference, consistent)
+        misaligned = warp_to_left(sr_right - bicubic_right, disparity + MISALIGNMENT_PX)[0]
+        row[f"lr_right_local_gain_misaligned_x{scale}_db"] = local_blend_gain(
+            sr_left, np.clip(bicubic_left + misaligned, 0.0, 1.0), reference, consistent)
     return row
 
 
@@ -132,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                          **score_pair(left, right, stereo, sr_models)})
     fields = ["consistent_pct", "warped_right_psnr_db", *(f"single_image_sr_x{s}_psnr_db" for s in SCALES)]
     detail_fields = [f"{name}_x{s}_{unit}" for s in SCALES for name, unit in
-                     (("single_image_sr", "psnr_db"), ("detail_transplant", "psnr_db"),
-                      ("detail_transplant_blend_gain", "db"), ("lr_right_blend_gain", "db"))]
+                     (("single_image_sr", "psnr_db"), ("detail_transplant_blend_gain", "db"),
+                      ("lr_right_blend_gain", "db"), ("lr_right_local_gain", "db"),
+                      ("lr_right_local_gain_misaligned", "db"))]
     means = [{"list": name, "pair": "mean", **{f: float(np.mean([r[f] for r in rows if r["list"] == name]))
                                               for f in dict.fromkeys(fields + detail_fields)}}
              for name in dict.fromkeys(r["list"] for r in rows)]
@@ -146,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows + means:
         print(f"| {row['list']} | {row['pair']} | " + " | ".join(f"{row[f]:.1f}" if f == "consistent_pct"
                                                                  else f"{row[f]:.2f}" for f in fields) + " |")
-    print("\nDetail only (same pixels; PSNR dB, gains dB over single-image SR; module docstring, items 4-6):\n")
-    print("| list | pair | " + " | ".join(f"x{s}: single-image SR | x{s}: bicubic + HR right detail | "
-                                         f"x{s}: gain, HR right detail | x{s}: gain, LR right via its SR"
-                                         for s in SCALES) + " |")
+    print("\nDetail only (same pixels; PSNR dB, gains dB over single-image SR; module docstring, items 4-7):\n")
+    print("| list | pair | " + " | ".join(f"x{s}: single-image SR | x{s}: gain, HR right detail | x{s}: gain, LR "
+                                         f"right detail | x{s}: same, weight per 16 px block | x{s}: same, "
+                                         f"misaligned 3 px" for s in SCALES) + " |")
     print("|---|---|" + "---|" * len(detail_fields))
     for row in rows + means:
         print(f"| {row['list']} | {row['pair']} | " + " | ".join(f"{row[f]:.2f}" for f in detail_fields) + " |")

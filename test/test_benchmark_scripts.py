@@ -127,7 +127,8 @@ def test_sr_cross_view_warps_the_other_view_onto_this_one(motorcycle_small):
     assert set(row) == {"consistent_pct", "warped_right_psnr_db", *(
         f"{name}_x{s}_{unit}" for s in (2, 4) for name, unit in (
             ("single_image_sr", "psnr_db"), ("detail_transplant", "psnr_db"),
-            ("detail_transplant_blend_gain", "db"), ("lr_right_blend_gain", "db")))}
+            ("detail_transplant_blend_gain", "db"), ("lr_right_blend_gain", "db"), ("lr_right_local_gain", "db"),
+            ("lr_right_local_gain_misaligned", "db")))}
     assert 50.0 < row["consistent_pct"] <= 100.0
     assert 15.0 < row["warped_right_psnr_db"] < 60.0 and row["single_image_sr_x2_psnr_db"] > 15.0
     unwarped = psnr(right[:, :-4], left[:, :-4])  # the right view as it is, not aligned
@@ -139,6 +140,9 @@ def test_sr_cross_view_warps_the_other_view_onto_this_one(motorcycle_small):
         assert row[f"detail_transplant_x{scale}_psnr_db"] > row[f"single_image_sr_x{scale}_psnr_db"] + 1.0
         assert row[f"detail_transplant_blend_gain_x{scale}_db"] > 1.0
         assert 0.0 <= row[f"lr_right_blend_gain_x{scale}_db"] < row[f"detail_transplant_blend_gain_x{scale}_db"]
+        # a weight per block can only do better than one weight; aligned detail beats the 3 px misaligned control
+        assert row[f"lr_right_local_gain_x{scale}_db"] >= row[f"lr_right_blend_gain_x{scale}_db"] - 1e-6
+        assert row[f"lr_right_local_gain_x{scale}_db"] > row[f"lr_right_local_gain_misaligned_x{scale}_db"]
 
 
 def test_sr_cross_view_blend_gain_is_the_oracle_least_squares_blend():
@@ -161,6 +165,17 @@ def test_sr_cross_view_blend_gain_is_the_oracle_least_squares_blend():
     gain = module.best_blend_gain(base, noisy, reference)
     expected = psnr(((base + noisy) / 2)[None], reference[None]) - psnr(base[None], reference[None])
     assert 2.0 < gain and abs(gain - expected) < 0.3  # averaging two independent estimates: about +3 dB
+    # per block: where ``other`` is exact in one half and useless in the other, one weight per block recovers the
+    # exact half, which a single weight cannot
+    image_reference = rng.uniform(0.2, 0.8, (32, 32, 3)).astype(np.float32)
+    image_base = np.clip(image_reference + rng.normal(0, 0.05, image_reference.shape), 0, 1).astype(np.float32)
+    half_exact = image_base.copy()
+    half_exact[:, :16] = image_reference[:, :16]
+    half_exact[:, 16:] = 2 * image_base[:, 16:] - image_reference[:, 16:]
+    mask = np.ones((32, 32), bool)
+    local = module.local_blend_gain(image_base, half_exact, image_reference, mask)
+    single = module.best_blend_gain(image_base[mask], half_exact[mask], image_reference[mask])
+    assert abs(local - 3.01) < 0.2 and single < local - 1.0  # half the squared error removed: +3 dB
 
 
 def _colour_transfer():
