@@ -9,7 +9,10 @@ generator's colour is right indoors once two things a camera pipeline could corr
   inside the valid area is grey), which removes a global cast such as the green of the training scenes;
 - ``nir-luminance``: the pseudo-RGB's chroma (YCrCb, OpenCV's ITU-R BT.601 conversion) on the NIR as luminance,
   so that only the colour comes from the generator and the structure is the NIR's, as many NIR colourisation
-  methods keep it.
+  methods keep it;
+- ``chroma xF``: the same with the chroma scaled by F towards grey (``128 + F (C - 128)`` for Cr and Cb): F = 0 is
+  the replicated NIR, F = 1 the ``nir-luminance`` row, so the rows between say whether any part of the generator's
+  colour is right.
 
 Rows, each scored as ``eval-cross-modal`` scores (masked to the valid warp area, at the 256-pixel short side,
 :func:`~stereo_depth_ros.evaluation.cross_modal_metrics.colour_metrics`): ``replicated-nir``, ``pseudo-rgb``
@@ -40,8 +43,9 @@ from stereo_depth_ros.evaluation.cross_modal_metrics import colour_metrics
 from stereo_depth_ros.models.registry import create_estimator
 
 SHORT_SIDE = 256
+CHROMA_FACTORS = (0.25, 0.5)
 ROWS = ("replicated-nir", "pseudo-rgb", "pseudo-rgb grey-world", "pseudo-rgb nir-luminance",
-        "pseudo-rgb grey-world nir-luminance")
+        "pseudo-rgb grey-world nir-luminance", *(f"pseudo-rgb nir-luminance chroma x{f:g}" for f in CHROMA_FACTORS))
 
 
 def grey_world(image_bgr: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -72,11 +76,12 @@ def grey_world(image_bgr: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image * gains), 0, 255).astype(np.uint8)
 
 
-def with_luminance(image_bgr: np.ndarray, luminance: np.ndarray) -> np.ndarray:
-    """The chroma (Cr, Cb) of ``image_bgr`` with ``luminance`` as Y (OpenCV's BT.601 YCrCb), back to BGR.
+def with_luminance(image_bgr: np.ndarray, luminance: np.ndarray, chroma_factor: float = 1.0) -> np.ndarray:
+    """The chroma (Cr, Cb) of ``image_bgr``, scaled by ``chroma_factor`` towards grey, with ``luminance`` as Y
+    (OpenCV's BT.601 YCrCb), back to BGR.
 
     Args:
-        image_bgr: (H, W, 3) uint8; luminance: (H, W) uint8.
+        image_bgr: (H, W, 3) uint8; luminance: (H, W) uint8; chroma_factor: in [0, 1] (0: grey, 1: unchanged).
 
     Returns:
         (H, W, 3) uint8 BGR.
@@ -88,6 +93,9 @@ def with_luminance(image_bgr: np.ndarray, luminance: np.ndarray) -> np.ndarray:
     """
     ycrcb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2YCrCb)
     ycrcb[..., 0] = luminance
+    if chroma_factor != 1.0:
+        chroma = 128.0 + chroma_factor * (ycrcb[..., 1:].astype(np.float32) - 128.0)
+        ycrcb[..., 1:] = np.clip(np.round(chroma), 0, 255).astype(np.uint8)
     return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
 
 
@@ -96,7 +104,8 @@ def corrected_images(nir: np.ndarray, pseudo_rgb: np.ndarray, valid: np.ndarray)
     balanced = grey_world(pseudo_rgb, valid)
     return {"replicated-nir": np.repeat(nir[..., None], 3, axis=2), "pseudo-rgb": pseudo_rgb,
             "pseudo-rgb grey-world": balanced, "pseudo-rgb nir-luminance": with_luminance(pseudo_rgb, nir),
-            "pseudo-rgb grey-world nir-luminance": with_luminance(balanced, nir)}
+            "pseudo-rgb grey-world nir-luminance": with_luminance(balanced, nir),
+            **{f"pseudo-rgb nir-luminance chroma x{f:g}": with_luminance(pseudo_rgb, nir, f) for f in CHROMA_FACTORS}}
 
 
 def evaluate(data: Path, limit: int | None = None, translator=None, pixel_aligned: bool = False) -> dict:

@@ -204,6 +204,10 @@ def test_colour_transfer_corrections_remove_a_cast_and_keep_the_nir_structure():
     assert np.abs(luma - nir).max() <= 2  # the NIR's structure, up to rounding
     green = images["pseudo-rgb nir-luminance"].reshape(-1, 3).mean(axis=0)
     assert green[1] > green[0] + 10  # the tint's hue (green over blue) survives
+    # chroma scaled towards grey: a quarter of the tint is left, and factor 0 gives back the grey NIR
+    quarter = images["pseudo-rgb nir-luminance chroma x0.25"].reshape(-1, 3).mean(axis=0)
+    assert 0 < quarter[1] - quarter[0] < (green[1] - green[0]) / 2
+    assert np.abs(module.with_luminance(tinted, nir, 0.0).astype(int) - images["replicated-nir"]).max() <= 2
     with pytest.raises(ValueError, match="valid pixel"):
         module.grey_world(tinted, np.zeros(nir.shape, bool))
 
