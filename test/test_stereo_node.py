@@ -353,6 +353,27 @@ def test_no_inference_and_no_input_subscriptions_without_output_subscribers(rig_
     assert fake_estimator.calls == 1 and node.counters["sets"] == 1
 
 
+def test_inputs_subscribed_turns_true_only_once_every_input_is_subscribed(rig_factory, monkeypatch, fake_estimator):
+    """A reader on another thread (a test, a diagnostics task) never sees the inputs half subscribed: while the node
+    builds its input subscriptions, inputs_subscribed stays False, and it is True with all four."""
+    from stereo_depth_ros.ros import node_base
+
+    rig = rig_factory(outputs=(), wait_for_inputs=False)
+    node = rig.node
+    seen = []
+
+    class Recording(AdaptiveSubscription):
+        def __init__(self, *args, **kwargs):
+            seen.append(node.inputs_subscribed)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(node_base, "AdaptiveSubscription", Recording)
+    subscription = rig.subscribe("disparity", DisparityImage)
+    assert rig.spin_until(lambda: node.inputs_subscribed)
+    assert seen == [False] * 4 and set(node._input_subscriptions) == set(node.INPUT_TOPICS)
+    rig.helper.destroy_subscription(subscription)
+
+
 def test_prepare_warms_the_confidence_path_only_when_confidence_is_needed(rig_factory, motorcycle_small,
                                                                           fake_estimator):
     """With confidence_threshold > 0 the first input's size runs the confidence path once on a black pair

@@ -287,10 +287,18 @@ class PerceptionNode(Node):
 
     def _subscribe_inputs(self) -> None:
         self._build_synchronizer()
-        for index, (topic, msg_type) in enumerate(self.INPUT_TOPICS.items()):
-            self._input_subscriptions[topic] = AdaptiveSubscription(
-                self, msg_type, topic, self._make_input_callback(index), mode=self.settings["input_qos"],
-                depth=self.settings["queue_size"], on_change=self._on_qos_change)
+        subscriptions = {}
+        try:
+            for index, (topic, msg_type) in enumerate(self.INPUT_TOPICS.items()):
+                subscriptions[topic] = AdaptiveSubscription(
+                    self, msg_type, topic, self._make_input_callback(index), mode=self.settings["input_qos"],
+                    depth=self.settings["queue_size"], on_change=self._on_qos_change)
+        except Exception:
+            for subscription in subscriptions.values():
+                subscription.destroy()
+            raise
+        # all at once: another thread reading inputs_subscribed never sees only some of the inputs subscribed
+        self._input_subscriptions = subscriptions
         self.get_logger().info(f"an output has a subscriber: subscribed {', '.join(self.INPUT_TOPICS)}")
 
     def _unsubscribe_inputs(self) -> None:
