@@ -111,7 +111,8 @@ def local_blend_gain(base: np.ndarray, other: np.ndarray, reference: np.ndarray,
 
 
 def score_pair(left: np.ndarray, right: np.ndarray, stereo, sr_models) -> dict:
-    """The three PSNRs of the module docstring for one HR pair (cropped as eval-sr-dataset crops it)."""
+    """The PSNRs and gains of the module docstring (items 3-7) for one HR pair (cropped as eval-sr-dataset crops
+    it)."""
     hr_left, hr_right, _, _ = prepare_pair(left, right, max(SCALES))
     disparity = stereo.estimate(hr_left, hr_right)[-1]
     right_disparity = stereo.estimate(cv2.flip(hr_right, 1), cv2.flip(hr_left, 1))[-1][:, ::-1]
@@ -130,7 +131,8 @@ def score_pair(left: np.ndarray, right: np.ndarray, stereo, sr_models) -> dict:
                                        for view in (lr_left, lr_right))
         hr_detail = warp_to_left(hr_right.astype(np.float32) / 255.0 - bicubic_right, disparity)[0]
         sr_right = model.super_resolve(lr_right, lr_left)[0].astype(np.float32) / 255.0
-        sr_detail = warp_to_left(sr_right - bicubic_right, disparity)[0]
+        right_sr_detail = sr_right - bicubic_right
+        sr_detail = warp_to_left(right_sr_detail, disparity)[0]
         base, target = sr_left[consistent], reference[consistent]
         transplant = np.clip(bicubic_left + hr_detail, 0.0, 1.0)[consistent]
         row[f"detail_transplant_x{scale}_psnr_db"] = psnr(transplant[None], target[None])
@@ -138,7 +140,7 @@ def score_pair(left: np.ndarray, right: np.ndarray, stereo, sr_models) -> dict:
         lr_transplant = np.clip(bicubic_left + sr_detail, 0.0, 1.0)
         row[f"lr_right_blend_gain_x{scale}_db"] = best_blend_gain(base, lr_transplant[consistent], target)
         row[f"lr_right_local_gain_x{scale}_db"] = local_blend_gain(sr_left, lr_transplant, reference, consistent)
-        misaligned = warp_to_left(sr_right - bicubic_right, disparity + MISALIGNMENT_PX)[0]
+        misaligned = warp_to_left(right_sr_detail, disparity + MISALIGNMENT_PX)[0]
         row[f"lr_right_local_gain_misaligned_x{scale}_db"] = local_blend_gain(
             sr_left, np.clip(bicubic_left + misaligned, 0.0, 1.0), reference, consistent)
     return row
