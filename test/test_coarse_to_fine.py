@@ -385,6 +385,51 @@ def test_packaged_weights_are_accurate_on_the_motorcycle_pair_and_trivial_answer
         assert _epe_on_ground_truth(disparity, gt) > 2 * epe_bound_px, name
 
 
+def test_clean_candidates_never_saw_evaluation_data_and_beat_the_packaged_weights_on_the_motorcycle_pair(motorcycle):
+    """The committed clean candidate (weights/candidates/coarse_to_fine_clean: trained from a random start without
+    the SCARED keyframe or any other evaluation-only folder; docs/stereo.md "A clean retrain"): its card's training
+    folders pass the trainer's own refusal of test data, the card's checksum is the file's, it came from no other
+    weights, and on the Motorcycle pair at half size (auto input scale) it is accurate, with its stage 2 below the
+    packaged stage 2 (measured with PyTorch and onnxruntime alike: stages 2.407, 1.934, 1.682, 1.690 px against the
+    packaged 2.623, 2.222, 2.079, 2.067 px). The same for the half-scale cost-volume stage 3 trained on its frozen
+    stages 0-2."""
+    import hashlib
+    import json
+
+    from stereo_depth_ros.resources import check_training_folders
+    from stereo_depth_ros.training.stereo_trainer import STEREO_TEST_FOLDERS
+
+    folder = Path(__file__).resolve().parents[1] / "stereo_depth_ros" / "weights" / "candidates"
+    weights_path, card = folder / "coarse_to_fine_clean.safetensors", json.loads(
+        (folder / "coarse_to_fine_clean.json").read_text())
+    assert card["sha256"] == hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    assert card["initialised_from"] is None and card["data"], card["initialised_from"]
+    check_training_folders(card["data"], "train-stereo", also=STEREO_TEST_FOLDERS)
+    left, right, gt = motorcycle
+    size = (left.shape[1] // 2, left.shape[0] // 2)
+    left, right = (cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in (left, right))
+    gt = cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST) / 2.0
+    clean = CoarseToFineEstimator(weights_path, device="cpu", backend="torch").estimate(left, right)
+    shipped = CoarseToFineEstimator(device="cpu", backend="torch").estimate(left, right)
+    epe = [_epe_on_ground_truth(d, gt) for d in clean]
+    assert epe[2] < 1.8 and epe[2] < _epe_on_ground_truth(shipped[2], gt) - 0.2, epe
+    assert epe[0] > epe[1] > epe[2], epe
+    # its half-scale cost-volume stage 3 (candidates/coarse_to_fine_clean_stage3_half): the clean stages 0-2
+    # exactly, and a stage 3 below them (1.667 px)
+    half_path = folder / "coarse_to_fine_clean_stage3_half.safetensors"
+    half_card = json.loads((folder / "coarse_to_fine_clean_stage3_half.json").read_text())
+    assert half_card["sha256"] == hashlib.sha256(half_path.read_bytes()).hexdigest()
+    check_training_folders(half_card["data"], "train-stereo", also=STEREO_TEST_FOLDERS)
+    candidate, base = load_weights(half_path), load_weights(weights_path)
+    assert candidate.config["stage3"] == "cost-volume-half"
+    for key, value in base.state_dict().items():
+        if not key.startswith("refinement."):
+            assert torch.equal(candidate.state_dict()[key], value), key
+    half = CoarseToFineEstimator(half_path, device="cpu", backend="torch").estimate(left, right)
+    np.testing.assert_allclose(half[2], clean[2], atol=1e-4)
+    assert _epe_on_ground_truth(half[3], gt) < epe[2] < epe[3], (_epe_on_ground_truth(half[3], gt), epe)
+
+
 def test_candidate_half_scale_stage_3_keeps_the_packaged_stages_and_improves_on_stage_2(motorcycle):
     """The committed candidate (weights/candidates/coarse_to_fine_stage3_half: the packaged stages 0-2 and a residual
     cost-volume stage 3 at 1/2, radius 1; docs/stereo.md "Stage 3: does it help?"): its stages 0-2 are the packaged
