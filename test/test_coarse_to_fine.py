@@ -362,16 +362,28 @@ def _epe_on_ground_truth(disparity: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean(np.abs(np.nan_to_num(disparity[known], nan=0.0) - gt[known])))
 
 
+def _half_size(pair: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Motorcycle pair at half size (370x250): views by area averaging, GT disparity by nearest, halved."""
+    left, right, gt = pair
+    size = (left.shape[1] // 2, left.shape[0] // 2)
+    left, right = (cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in (left, right))
+    return left, right, cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST) / 2.0
+
+
+def _assert_same_stages_0_to_2(candidate, base) -> None:
+    """Every tensor of ``base`` but stage 3's refinement module is in ``candidate``, bit for bit."""
+    for key, value in base.state_dict().items():
+        if not key.startswith("refinement."):
+            assert torch.equal(candidate.state_dict()[key], value), key
+
+
 def test_packaged_weights_are_accurate_on_the_motorcycle_pair_and_trivial_answers_are_not(motorcycle):
     """The packaged network on scikit-image's Middlebury Motorcycle pair at half size (370x250, run at the auto
     input scale 2x). Measured with the shipped weights (run 14): stage-3 EPE 2.067 px, 17.39 % of pixels off by more
     than 2 px (stages 0-2: 2.623, 2.222, 2.079 px), identical on both back-ends. A constant disparity (the GT
     median, 19.3 px) scores 7.40 px, zero disparity 17.15 px, the swapped pair 95.0 px and the right answer in the
     wrong unit (half the disparity) 8.47 px: every one fails the bound below."""
-    left, right, gt = motorcycle
-    size = (left.shape[1] // 2, left.shape[0] // 2)
-    left, right = (cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in (left, right))
-    gt = cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST) / 2.0
+    left, right, gt = _half_size(motorcycle)
     epe_bound_px, bad2_bound_pct = 2.3, 20.0
     network = CoarseToFineEstimator(device="cpu")
     stages = network.estimate(left, right)
@@ -405,10 +417,7 @@ def test_clean_candidates_never_saw_evaluation_data_and_beat_the_packaged_weight
     assert card["sha256"] == hashlib.sha256(weights_path.read_bytes()).hexdigest()
     assert card["initialised_from"] is None and card["data"], card["initialised_from"]
     check_training_folders(card["data"], "train-stereo", also=STEREO_TEST_FOLDERS)
-    left, right, gt = motorcycle
-    size = (left.shape[1] // 2, left.shape[0] // 2)
-    left, right = (cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in (left, right))
-    gt = cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST) / 2.0
+    left, right, gt = _half_size(motorcycle)
     clean = CoarseToFineEstimator(weights_path, device="cpu", backend="torch").estimate(left, right)
     shipped = CoarseToFineEstimator(device="cpu", backend="torch").estimate(left, right)
     epe = [_epe_on_ground_truth(d, gt) for d in clean]
@@ -422,9 +431,7 @@ def test_clean_candidates_never_saw_evaluation_data_and_beat_the_packaged_weight
     check_training_folders(half_card["data"], "train-stereo", also=STEREO_TEST_FOLDERS)
     candidate, base = load_weights(half_path), load_weights(weights_path)
     assert candidate.config["stage3"] == "cost-volume-half"
-    for key, value in base.state_dict().items():
-        if not key.startswith("refinement."):
-            assert torch.equal(candidate.state_dict()[key], value), key
+    _assert_same_stages_0_to_2(candidate, base)
     half = CoarseToFineEstimator(half_path, device="cpu", backend="torch").estimate(left, right)
     np.testing.assert_allclose(half[2], clean[2], atol=1e-4)
     assert _epe_on_ground_truth(half[3], gt) < epe[2] < epe[3], (_epe_on_ground_truth(half[3], gt), epe)
@@ -440,13 +447,8 @@ def test_candidate_half_scale_stage_3_keeps_the_packaged_stages_and_improves_on_
                       / "coarse_to_fine_stage3_half.safetensors")
     candidate, packaged = load_weights(candidate_path), load_weights(default_weights_path())
     assert candidate.config["stage3"] == "cost-volume-half" and candidate.config["stage3_radius"] == 1
-    for key, value in packaged.state_dict().items():
-        if not key.startswith("refinement."):
-            assert torch.equal(candidate.state_dict()[key], value), key
-    left, right, gt = motorcycle
-    size = (left.shape[1] // 2, left.shape[0] // 2)
-    left, right = (cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in (left, right))
-    gt = cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST) / 2.0
+    _assert_same_stages_0_to_2(candidate, packaged)
+    left, right, gt = _half_size(motorcycle)
     stages = CoarseToFineEstimator(candidate_path, device="cpu", backend="torch").estimate(left, right)
     shipped = CoarseToFineEstimator(device="cpu", backend="torch").estimate(left, right)
     epe = [_epe_on_ground_truth(d, gt) for d in stages]
