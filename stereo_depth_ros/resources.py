@@ -92,11 +92,6 @@ def split_file(name: str = HELD_OUT_PAIR_LIST) -> Path:
         return package_root() / "config" / "splits" / name
 
 
-#: The held-out BDIS in-vivo pair list as a path (:func:`split_file` of :data:`HELD_OUT_PAIR_LIST`): the default
-#: ``--exclude`` of every trainer and the default test pairs of the evaluation commands.
-HELD_OUT_PAIR_FILE: Path = split_file(HELD_OUT_PAIR_LIST)
-
-
 def default_data_root() -> Path:
     """``../shared/data`` beside the source tree, where the project's real data lives (``../shared/data/README.md``);
     commands take ``--data-root`` for any other place."""

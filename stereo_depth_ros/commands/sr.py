@@ -33,7 +33,7 @@ from stereo_depth_ros.data.stereo_folder import black_border_mask
 from stereo_depth_ros.evaluation.sr_metrics import pair_metrics
 from stereo_depth_ros.images import check_stereo_pair, crop_to_multiple, read_image_bgr
 from stereo_depth_ros.models.registry import model_names, model_spec
-from stereo_depth_ros.resources import HELD_OUT_PAIR_FILE
+from stereo_depth_ros.resources import split_file
 
 METHODS = ("bicubic", "single-image-sr", "stereo-sr")
 ROW_FIELDS = ("method", "scale", "psnr_db", "ssim", "psnr_left_db", "psnr_right_db", "runtime_ms")
@@ -52,7 +52,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     many = sub.add_parser("eval-sr-dataset", help="super-resolution metrics averaged over held-out pairs",
                           description="Score the methods on the held-out BDIS in-vivo pairs (never trained on).")
-    many.add_argument("--pairs", default=str(HELD_OUT_PAIR_FILE), metavar="LIST",
+    many.add_argument("--pairs", default=str(split_file()), metavar="LIST",
                       help="pair list (left-image paths relative to --data-root; default the held-out BDIS list)")
     many.add_argument("--data-root", help="folder the list is relative to (default ../shared/data/endoscopic_stereo)")
     many.add_argument("--limit", type=int, help="first N pairs only")

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stereo_depth_ros.resources import HELD_OUT_PAIR_FILE
-
+from stereo_depth_ros.resources import split_file
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +37,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="network weights to compare ('packaged' = the package's; default packaged)")
     parser.add_argument("--input-scales", nargs="+", type=input_scale_argument, default=[None], metavar="auto|S",
                         help="network input scales to compare (default auto)")
-    parser.add_argument("--pair-list", default=str(HELD_OUT_PAIR_FILE), metavar="LIST",
+    parser.add_argument("--pair-list", default=str(split_file()), metavar="LIST",
                         help="held-out real pairs (default config/splits/bdis_invivo_test.txt)")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N held-out pairs (and GT pairs)")
     parser.add_argument("--gt-sets", nargs="*", default=[], metavar="SET",

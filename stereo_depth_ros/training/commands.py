@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from stereo_depth_ros.resources import HELD_OUT_PAIR_FILE, default_data_root
+from stereo_depth_ros.resources import default_data_root, split_file
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +54,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="left-right consistency weight (0 = off; doubles the cost of a step)")
     parser.add_argument("--init", metavar="WEIGHTS",
                         help="start from these weights (fine-tuning) instead of a random initialisation")
-    parser.add_argument("--exclude", default=str(HELD_OUT_PAIR_FILE), metavar="LIST",
+    parser.add_argument("--exclude", default=str(split_file()), metavar="LIST",
                         help="file of held-out pairs (left-image paths, one per line) never trained on (default "
                              "config/splits/bdis_invivo_test.txt, the 14 held-out in-vivo pairs; '' for none)")
     parser.add_argument("--stop-at", type=int, metavar="STEP",
@@ -214,7 +214,7 @@ def add_mono_command(sub: argparse._SubParsersAction) -> None:
                         help="the endoscopic_stereo folder the pseudo ground truth is built from")
     parser.add_argument("--cache", default="runs/mono_pseudo_gt", metavar="DIR",
                         help="pseudo ground-truth cache folder (default runs/mono_pseudo_gt)")
-    parser.add_argument("--exclude", default=str(HELD_OUT_PAIR_FILE), metavar="LIST",
+    parser.add_argument("--exclude", default=str(split_file()), metavar="LIST",
                         help="held-out pairs never trained on (default config/splits/bdis_invivo_test.txt)")
     parser.add_argument("--synthetic-ground-truth", type=int, nargs="+", default=(), metavar="SET",
                         help="supervised models: also train and validate on the true depth of these BDIS synthetic "
@@ -312,7 +312,7 @@ def add_super_resolution_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", nargs="+", metavar="DIR",
                         default=[str(DEFAULT_DATA_ROOT / s) for s in DEFAULT_SETS],
                         help="folders of rectified pairs (default: BDIS in-vivo 6, 20, 21 and Hamlyn)")
-    parser.add_argument("--exclude", default=str(HELD_OUT_PAIR_FILE), metavar="LIST",
+    parser.add_argument("--exclude", default=str(split_file()), metavar="LIST",
                         help="held-out pairs never trained on (default config/splits/bdis_invivo_test.txt)")
     parser.add_argument("--steps", type=int, default=1000, help="optimiser steps (default 1000)")
     parser.add_argument("--batch-size", type=int, default=4, help="pairs per step (default 4)")

@@ -45,7 +45,7 @@ from stereo_depth_ros.geometry import warp_right_to_left
 from stereo_depth_ros.losses import (appearance_error, edge_aware_smoothness, left_right_consistency, masked_mean,
                                      warp_left_to_right)
 from stereo_depth_ros.models.mono_dispnet import ARCHITECTURE, SubPixelDispNet, load_weights, save_weights
-from stereo_depth_ros.resources import HELD_OUT_PAIR_FILE, check_training_folders, default_data_root
+from stereo_depth_ros.resources import check_training_folders, default_data_root, split_file
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.stereo_trainer import cosine_decay_factor
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
@@ -99,7 +99,7 @@ class TrainDispNetOptions:
     baseline_m: float | None = BDIS_RIG["baseline_m"]
     encoder_channels: tuple[int, ...] = (32, 32, 64, 128, 256)
     decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
-    exclude: str | None = str(HELD_OUT_PAIR_FILE)
+    exclude: str | None = str(split_file())
     init: str | None = None
     seed: int = 0
     resume: str | None = None
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--focal-length-px", type=float, default=BDIS_RIG["focal_length_px"])
     train.add_argument("--image-width-px", type=int, default=BDIS_RIG["image_width_px"])
     train.add_argument("--baseline-m", type=float, default=BDIS_RIG["baseline_m"])
-    train.add_argument("--exclude", default=str(HELD_OUT_PAIR_FILE))
+    train.add_argument("--exclude", default=str(split_file()))
     train.add_argument("--init", default=None)
     train.add_argument("--resume", default=None)
     train.add_argument("--seed", type=int, default=0)

@@ -43,7 +43,7 @@ from stereo_depth_ros.images import pair_stereo_folders, read_image_bgr
 from stereo_depth_ros.losses import l2_depth_loss, unet_depth_loss
 from stereo_depth_ros.models import mono_unet, refinement_cnn
 from stereo_depth_ros.models.weights import save_weights
-from stereo_depth_ros.resources import HELD_OUT_PAIR_FILE, check_training_folders, default_data_root
+from stereo_depth_ros.resources import check_training_folders, default_data_root, split_file
 from stereo_depth_ros.training.model_card import machine_facts, mean_of_last_steps, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
@@ -379,7 +379,7 @@ class TrainMonoOptions:
     data: list[str] | None = None
     validation: list[str] | None = None
     data_root: str | Path = field(default_factory=lambda: str(default_data_root() / "endoscopic_stereo"))
-    exclude: str | None = str(HELD_OUT_PAIR_FILE)
+    exclude: str | None = field(default_factory=lambda: str(split_file()))
     cache: str | Path = DEFAULT_CACHE
     synthetic_sets: tuple[int, ...] = ()
     synthetic_cache: str | Path = SYNTHETIC_CACHE

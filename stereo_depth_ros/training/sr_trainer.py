@@ -55,7 +55,7 @@ from stereo_depth_ros.data.stereo_folder import StereoFolderDataset
 from stereo_depth_ros.models.stereo_sr import SINGLE_ARCHITECTURE, STEREO_ARCHITECTURE, bicubic_downscale, \
     build_network, check_scale, warp_with_attention
 from stereo_depth_ros.models.weights import WeightsError, load_weights, read_architecture, save_weights
-from stereo_depth_ros.resources import HELD_OUT_PAIR_FILE, check_training_folders, default_data_root
+from stereo_depth_ros.resources import check_training_folders, default_data_root, split_file
 from stereo_depth_ros.training.model_card import run_facts, write_model_card
 from stereo_depth_ros.training.trainer import Trainer, TrainerOptions, start_run
 
@@ -172,7 +172,7 @@ class TrainSuperResolutionOptions:
     out: str
     model: str = "stereo"
     data: list[str] = field(default_factory=lambda: [str(DEFAULT_DATA_ROOT / s) for s in DEFAULT_SETS])
-    exclude: str | None = str(HELD_OUT_PAIR_FILE)
+    exclude: str | None = str(split_file())
     steps: int = 1000
     batch_size: int = 4
     patch: tuple[int, int] = (32, 64)
