@@ -397,6 +397,23 @@ def test_packaged_weights_are_accurate_on_the_motorcycle_pair_and_trivial_answer
         assert _epe_on_ground_truth(disparity, gt) > 2 * epe_bound_px, name
 
 
+def _checked_clean_candidate(name: str) -> tuple[Path, dict]:
+    """A committed candidate in weights/candidates (in the source tree, not package data): its path and model card,
+    after checking that the card's checksum is the file's and that train-stereo would accept every folder the card
+    says it trained on (no evaluation-only folder, no BDIS synthetic set)."""
+    import hashlib
+    import json
+
+    from stereo_depth_ros.resources import check_training_folders
+    from stereo_depth_ros.training.stereo_trainer import STEREO_TEST_FOLDERS
+
+    folder = Path(__file__).resolve().parents[1] / "stereo_depth_ros" / "weights" / "candidates"
+    path, card = folder / f"{name}.safetensors", json.loads((folder / f"{name}.json").read_text())
+    assert card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), name
+    check_training_folders(card["data"], "train-stereo", also=STEREO_TEST_FOLDERS)
+    return path, card
+
+
 def test_clean_candidates_never_saw_evaluation_data_and_beat_the_packaged_weights_on_the_motorcycle_pair(motorcycle):
     """The committed clean candidate (weights/candidates/coarse_to_fine_clean: trained from a random start without
     the SCARED keyframe or any other evaluation-only folder; docs/stereo.md "A clean retrain"): its card's training
@@ -405,18 +422,8 @@ def test_clean_candidates_never_saw_evaluation_data_and_beat_the_packaged_weight
     packaged stage 2 (measured with PyTorch and onnxruntime alike: stages 2.407, 1.934, 1.682, 1.690 px against the
     packaged 2.623, 2.222, 2.079, 2.067 px). The same for the half-scale cost-volume stage 3 trained on its frozen
     stages 0-2."""
-    import hashlib
-    import json
-
-    from stereo_depth_ros.resources import check_training_folders
-    from stereo_depth_ros.training.stereo_trainer import STEREO_TEST_FOLDERS
-
-    folder = Path(__file__).resolve().parents[1] / "stereo_depth_ros" / "weights" / "candidates"
-    weights_path, card = folder / "coarse_to_fine_clean.safetensors", json.loads(
-        (folder / "coarse_to_fine_clean.json").read_text())
-    assert card["sha256"] == hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    weights_path, card = _checked_clean_candidate("coarse_to_fine_clean")
     assert card["initialised_from"] is None and card["data"], card["initialised_from"]
-    check_training_folders(card["data"], "train-stereo", also=STEREO_TEST_FOLDERS)
     left, right, gt = _half_size(motorcycle)
     clean = CoarseToFineEstimator(weights_path, device="cpu", backend="torch").estimate(left, right)
     shipped = CoarseToFineEstimator(device="cpu", backend="torch").estimate(left, right)
@@ -425,10 +432,7 @@ def test_clean_candidates_never_saw_evaluation_data_and_beat_the_packaged_weight
     assert epe[0] > epe[1] > epe[2], epe
     # its half-scale cost-volume stage 3 (candidates/coarse_to_fine_clean_stage3_half): the clean stages 0-2
     # exactly, and a stage 3 below them (1.667 px)
-    half_path = folder / "coarse_to_fine_clean_stage3_half.safetensors"
-    half_card = json.loads((folder / "coarse_to_fine_clean_stage3_half.json").read_text())
-    assert half_card["sha256"] == hashlib.sha256(half_path.read_bytes()).hexdigest()
-    check_training_folders(half_card["data"], "train-stereo", also=STEREO_TEST_FOLDERS)
+    half_path, _ = _checked_clean_candidate("coarse_to_fine_clean_stage3_half")
     candidate, base = load_weights(half_path), load_weights(weights_path)
     assert candidate.config["stage3"] == "cost-volume-half"
     _assert_same_stages_0_to_2(candidate, base)
