@@ -184,13 +184,12 @@ def test_make_bag_with_camera_info_yaml(tmp_path):
 
 
 def encode_bdis(depth_units: np.ndarray) -> np.ndarray:
-    """Inverse of the BDIS encoding depth = (B+1)/256 + 100 (G+1)/256 + (R+1)/256 (B = R chosen here)."""
-    scaled = depth_units * 256.0
-    green = np.floor((scaled - 2) / 100.0 - 1).clip(0, 255)
-    rest = scaled - 100.0 * (green + 1)  # = (B + 1) + (R + 1)
-    blue = np.floor(rest / 2 - 1).clip(0, 255)
-    red = (rest - (blue + 1) - 1).round().clip(0, 255)
-    return np.dstack([blue, green, red]).astype(np.uint8)
+    """The BDIS files' encoding: the integer part n of the depth in green as round(2.55 n), the fraction in red
+    as round(255 f), blue 0 (readers.decode_bdis_depth)."""
+    integer = np.floor(depth_units)
+    green = np.round(2.55 * integer).clip(0, 255)
+    red = np.round(255.0 * (depth_units - integer)).clip(0, 255)
+    return np.dstack([np.zeros_like(green), green, red]).astype(np.uint8)
 
 
 def test_bdis_depth_encoding(tmp_path):
@@ -208,9 +207,8 @@ def test_bdis_depth_encoding(tmp_path):
     gts = read_all(tmp_path / "bag")[stereo_bag.GT_DEPTH_TOPIC]
     first = np.frombuffer(bytes(gts[0][1].data), dtype="<f4").reshape(12, 16)
     second = np.frombuffer(bytes(gts[1][1].data), dtype="<f4").reshape(12, 16)
-    # decode_bdis_depth subtracts BDIS's 0.5 offset (as its evaluation script Main_synthetic.m does).
-    np.testing.assert_allclose(first, (depth_cm - 0.5) / 100.0, atol=1.0 / 256 / 100 + 1e-7)
-    np.testing.assert_allclose(second, (depth_cm * 0.5 - 0.5) / 100.0, atol=1.0 / 256 / 100 + 1e-7)
+    np.testing.assert_allclose(first, depth_cm / 100.0, atol=0.5 / 255 / 100 + 1e-7)  # red holds 1/255 steps
+    np.testing.assert_allclose(second, depth_cm * 0.5 / 100.0, atol=0.5 / 255 / 100 + 1e-7)
     with pytest.raises(ValueError, match="8-bit|uint8"):  # without the bdis encoding an 8-bit PNG is refused
         readers.read_depth(tmp_path / "gt" / "depth_0000000.png", 0.01)
 
@@ -231,10 +229,12 @@ def test_bdis_synthetic_set_32_pairs_depth_by_position(tmp_path, shared_data):
                                depth_scale=0.01, gt_depth_encoding="bdis", progress=False)
     gts = read_all(tmp_path / "bag")[stereo_bag.GT_DEPTH_TOPIC]
     first = np.frombuffer(bytes(gts[0][1].data), dtype="<f4").reshape(480, 640)
-    bgr = cv2.imread(str(source / "depth_0000000.png"), cv2.IMREAD_UNCHANGED).astype(np.float64) + 1
-    # BDIS's evaluation script (Main_synthetic.m) subtracts 0.5 from the decoded depth.
-    expected_m = ((bgr[..., 0] + 100 * bgr[..., 1] + bgr[..., 2]) / 256 - 0.5) / 100
-    np.testing.assert_allclose(first, expected_m, rtol=1e-5)
+    bgr = cv2.imread(str(source / "depth_0000000.png"), cv2.IMREAD_UNCHANGED).astype(np.float64)
+    # the integer part of the depth (cm) in green as round(2.55 n), the fraction in red; 50 cm = the far limit
+    expected_cm = np.round(bgr[..., 1] / 2.55) + bgr[..., 2] / 255
+    expected_cm[expected_cm >= 50] = np.nan
+    np.testing.assert_allclose(first, expected_cm / 100, rtol=1e-5)  # NaN where unknown, in both
+    assert 0.01 < np.nanmedian(first) < 0.2  # a colon seen from a few centimetres
     assert 0.01 < np.nanmedian(first) < 0.2  # a colon seen from a few centimetres
 
 

@@ -208,17 +208,49 @@ def test_middlebury_2003_disparity_is_value_over_4(tmp_path):
     assert np.isnan(disparity[0, 0]) and disparity[0, 1:].tolist() == [10.0, 63.75]
 
 
-def test_bdis_depth_decoding_formula(tmp_path):
+def test_bdis_depth_decoding_reads_the_integer_part_from_green_and_the_fraction_from_red(tmp_path):
     path = tmp_path / "depth_0000001.png"
-    pixel = np.zeros((1, 2, 3), np.uint8)
-    pixel[0, 0] = (30, 20, 10)  # OpenCV order: B = 30, G = 20, R = 10
-    pixel[0, 1] = (0, 0, 0)
-    cv2.imwrite(str(path), pixel)
-    raw = [(30 + 1) / 256 + 100 * (20 + 1) / 256 + (10 + 1) / 256, (1 + 100 + 1) / 256]
-    assert decode_bdis_depth(path, offset=0.0)[0].tolist() == pytest.approx(raw)
-    with_offset = decode_bdis_depth(path)  # the BDIS evaluation script subtracts 0.5
-    assert with_offset[0, 0] == pytest.approx(raw[0] - 0.5)
-    assert np.isnan(with_offset[0, 1])  # 0.398 - 0.5 <= 0: unknown
+    pixels = np.array([[(0, 15, 128),     # OpenCV order B, G, R: G = round(2.55 * 6), R = round(255 * 0.502)
+                        (0, 15, 255),     # 6 + 255 / 255 = 7.0 ...
+                        (0, 18, 0),       # ... = 7 + 0: continuous where red wraps to 0 and green steps
+                        (0, 125, 255),    # 49 + 1 = 50 units: the renderer's far limit, unknown
+                        (0, 0, 0)]], np.uint8)  # 0: unknown
+    cv2.imwrite(str(path), pixels)
+    depth = decode_bdis_depth(path)[0]
+    assert depth[:3].tolist() == pytest.approx([6 + 128 / 255, 7.0, 7.0])
+    assert np.isnan(depth[3]) and np.isnan(depth[4])
+    # the BDIS repository's MATLAB sum, with and without its evaluation script's 0.5: a jump of 1.17 units
+    # between the two pixels at 7.0
+    matlab = decode_bdis_depth(path, formula="load-gt-depth")[0]
+    assert matlab[0] == pytest.approx((1 + 100 * 16 + 129) / 256)
+    assert matlab[2] - matlab[1] == pytest.approx((100 * 19 + 1 - 100 * 16 - 256) / 256)
+    assert decode_bdis_depth(path, formula="main-synthetic")[0, 0] == pytest.approx(matlab[0] - 0.5)
+    pixels[0, 0, 0] = 7  # a blue value: not the encoding of the BDIS sets
+    cv2.imwrite(str(path), pixels)
+    with pytest.raises(ValueError, match="blue"):
+        decode_bdis_depth(path)
+    with pytest.raises(ValueError, match="formula"):
+        decode_bdis_depth(path, formula="sum")
+
+
+def test_bdis_depth_decoding_fits_the_rendered_images_better_than_the_matlab_sum(shared_data):
+    """The GT disparity of the integer-fraction decoding warps the right view onto the left one more closely
+    than that of the MATLAB formula, on one pair of each set (docs/evaluation.md has every pair)."""
+    from stereo_depth_ros.evaluation.metrics import masked_mean, photometric_error_image
+    from stereo_depth_ros.images import read_image_bgr
+
+    root = shared_data / "endoscopic_stereo" / "bdis_synthetic"
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent")
+    for set_id, image, depth_file in ((30, 4, 4), (32, 5, 4), (33, 7, 7)):
+        left = read_image_bgr(root / str(set_id) / "images_rectified" / "left" / f"{image}.png")
+        right = read_image_bgr(root / str(set_id) / "images_rectified" / "right" / f"{image}.png")
+        errors = {}
+        for formula in ("integer-fraction", "main-synthetic"):
+            disparity = 520 * 0.5 / decode_bdis_depth(root / str(set_id) / f"depth_{depth_file:07d}.png", formula)
+            error = photometric_error_image(left, right, disparity)
+            errors[formula] = masked_mean(error, np.isfinite(error))
+        assert errors["integer-fraction"] < 0.85 * errors["main-synthetic"], (set_id, errors)
 
 
 def test_zero_or_negative_predictions_are_no_value():

@@ -259,7 +259,6 @@ def test_packaged_weights_metric_scale_on_unseen_bdis_synthetic_frames():
     for mode in ("plain", "flip-post-processing"):
         assert 0.8 <= result["median_scale"][mode] <= 1.25  # metres, not a wrong unit or rig
         assert 0.8 <= rows[f"{mode}/unscaled"]["scale"] <= 1.25
-        assert rows[f"{mode}/unscaled"]["abs_rel"] < rows["gt-mean/unscaled"]["abs_rel"]
     assert rows["flip-post-processing/median-scaled"]["abs_rel"] < rows["plain/median-scaled"]["abs_rel"]
 
 

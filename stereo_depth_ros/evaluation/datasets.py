@@ -8,8 +8,8 @@ Each set is opened by name from :data:`DATASETS` (``open_dataset("bdis-synthetic
 Sets and their units (see docs/evaluation.md):
 
 - ``bdis-synthetic`` (and ``bdis-synthetic-30`` .. ``-33``): 78 rendered colon pairs, 640x480, GT depth PNGs
-  (:func:`~stereo_depth_ros.evaluation.readers.decode_bdis_depth`, with the BDIS evaluation script's 0.5 offset;
-  renderer unit taken as cm);
+  (:func:`~stereo_depth_ros.evaluation.readers.decode_bdis_depth`: integer part in green, fraction in red; the
+  renderer's far limit unknown; renderer unit taken as cm);
   ``K = [[520, 0, 320], [0, 520, 240], [0, 0, 1]]``, baseline 0.5 depth units, so GT disparity ``= 520 * 0.5 / depth``
   and depth errors use f = 520 px, B = 0.005 m. Set 32 is 0-based (``k.png`` <-> ``depth_{k-1:07d}.png``).
 - ``middlebury2003-cones``, ``middlebury2003-teddy``: im2 (left), im6 (right), ``disp2.pgm`` / 4; no calibration.
@@ -135,24 +135,39 @@ def _bdis_sample(set_dir: Path, image_name: str, depth_path: Path, set_id: int) 
                         gt_disparity=gt, camera=BDIS_CAMERA)
 
 
+def bdis_synthetic_files(data_root: Path, set_id: int) -> list[tuple[Path, Path, Path]]:
+    """The (left image, right image, depth PNG) paths of one BDIS synthetic set, in natural order of the images.
+
+    Image ``k.png`` goes with ``depth_{k:07d}.png``, in set 32 (0-based) with ``depth_{k-1:07d}.png``.
+
+    Raises:
+        FileNotFoundError: if the set folder, or the depth file of an image, is missing.
+    """
+    root = _require_dir(Path(data_root) / "endoscopic_stereo" / "bdis_synthetic", "BDIS synthetic data")
+    set_dir = _require_dir(root / str(set_id), f"BDIS synthetic set {set_id}")
+    left_dir = _require_dir(set_dir / "images_rectified" / "left", f"BDIS synthetic set {set_id} left images")
+    offset = 1 if set_id in BDIS_ZERO_BASED_SETS else 0
+    files = []
+    for image in sorted((p for p in left_dir.iterdir() if p.suffix == ".png"), key=natural_key):
+        if not image.stem.isdigit():
+            continue
+        depth_path = set_dir / f"depth_{int(image.stem) - offset:07d}.png"
+        if not depth_path.is_file():
+            raise FileNotFoundError(f"BDIS synthetic image {image} has no depth file {depth_path}")
+        files.append((image, set_dir / "images_rectified" / "right" / image.name, depth_path))
+    return files
+
+
 def bdis_synthetic(data_root: Path, sets: tuple[int, ...] = BDIS_SETS) -> GroundTruthDataset:
     """BDIS synthetic sets (rendered colon, 640x480) with GT depth decoded and converted to disparity.
 
     Raises:
         FileNotFoundError: if a set folder, or the depth file of an image, is missing.
     """
-    root = _require_dir(Path(data_root) / "endoscopic_stereo" / "bdis_synthetic", "BDIS synthetic data")
     readers = []
     for set_id in sets:
-        set_dir = _require_dir(root / str(set_id), f"BDIS synthetic set {set_id}")
-        left_dir = _require_dir(set_dir / "images_rectified" / "left", f"BDIS synthetic set {set_id} left images")
-        offset = 1 if set_id in BDIS_ZERO_BASED_SETS else 0
-        for image in sorted((p for p in left_dir.iterdir() if p.suffix == ".png"), key=natural_key):
-            if not image.stem.isdigit():
-                continue
-            depth_path = set_dir / f"depth_{int(image.stem) - offset:07d}.png"
-            if not depth_path.is_file():
-                raise FileNotFoundError(f"BDIS synthetic image {image} has no depth file {depth_path}")
+        set_dir = Path(data_root) / "endoscopic_stereo" / "bdis_synthetic" / str(set_id)
+        for image, _, depth_path in bdis_synthetic_files(data_root, set_id):
             readers.append(lambda s=set_dir, n=image.name, d=depth_path, i=set_id: _bdis_sample(s, n, d, i))
     name = "bdis-synthetic" if len(sets) > 1 else f"bdis-synthetic-{sets[0]}"
     return GroundTruthDataset(name, readers)

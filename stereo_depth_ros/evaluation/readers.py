@@ -161,38 +161,65 @@ def read_middlebury2003_disparity(path: str | Path) -> np.ndarray:
     return _unknown_to_nan(image.astype(np.float32) / 4.0)
 
 
-BDIS_DEPTH_OFFSET = 0.5
-"""Subtracted from the decoded BDIS depth, as the BDIS evaluation script ``matlab/Main_synthetic.m`` does."""
+BDIS_DEPTH_FORMULAS = ("integer-fraction", "main-synthetic", "load-gt-depth")
+"""How :func:`decode_bdis_depth` reads a BDIS depth PNG: ours (the default), and the BDIS repository's two MATLAB
+formulas, kept so that the comparison in docs/evaluation.md can be rerun (``benchmarks/bdis_depth_decoding.py``)."""
+
+BDIS_FAR_LIMIT_UNITS = 50.0
+"""The renderer's far limit in depth units: 6.8 % of the pixels of set 32 and 11.7 % of set 33 lie at exactly 50
+units (G = 125, R = 255) and none beyond, all of them dark background (mean grey value 12 and 5 of 255) where no
+surface was rendered within range; :func:`decode_bdis_depth` makes them unknown."""
 
 
-def decode_bdis_depth(png_path: str | Path, offset: float = BDIS_DEPTH_OFFSET) -> np.ndarray:
+def decode_bdis_depth(png_path: str | Path, formula: str = "integer-fraction") -> np.ndarray:
     """Decode a BDIS synthetic ground-truth depth PNG.
 
-    ``depth = (B + 1) / 256 + 100 * (G + 1) / 256 + (R + 1) / 256 - offset`` with R, G, B the 8-bit channels, in
-    the renderer's unit, which this package takes as centimetres (depths of 1..15 units fit a colon seen by an
-    endoscope in cm). Source: BDIS repository (github.com/JingweiSong/BDIS-v2): ``matlab/load_GT_depth.m`` has the
-    sum without offset; the evaluation script ``matlab/Main_synthetic.m`` uses its own copy that subtracts 0.5, and
-    we use that one (default ``offset=0.5``) because it fits the images: the photometric error of the left image
-    reconstructed with the resulting GT disparity, over every 3rd pair of each set, is 0.0176 / 0.0100 / 0.0407 /
-    0.0187 (sets 30 / 31 / 32 / 33) with the offset against 0.0246 / 0.0179 / 0.0628 / 0.0251 without it.
+    ``depth = round(100 G / 255) + R / 255`` (formula ``"integer-fraction"``, the default), with G and R the
+    8-bit green and red channels, in the renderer's unit, which this package takes as centimetres (depths of
+    1..15 units fit a colon seen by an endoscope in cm). The files store the depth's integer part ``n`` in green as
+    ``round(255 n / 100)`` (MATLAB's conversion of ``n / 100`` in [0, 1] to 8 bits: the green values of the 78
+    files are exactly 0, 3, 5, 8, 10, 13, ... = ``round(2.55 n)``) and its fractional part in red as
+    ``round(255 f)``; blue is 0 everywhere. Evidence (docs/evaluation.md, "Depth decoding"): across a step of
+    green, red wraps from 255 to 0 and this decoding stays continuous (median step 0.016 units between
+    neighbouring pixels across a green step against 0.20 for the MATLAB sum), and the GT disparity reconstructs
+    the left image from the right one better on every set. Pixels at the far limit
+    (:data:`BDIS_FAR_LIMIT_UNITS`) are unknown.
+
+    The BDIS repository (github.com/JingweiSong/BDIS-v2) decodes ``(B + 1) / 256 + 100 (G + 1) / 256 +
+    (R + 1) / 256`` (``matlab/load_GT_depth.m``, formula ``"load-gt-depth"``), and its evaluation script
+    ``matlab/Main_synthetic.m`` subtracts 0.5 from that (formula ``"main-synthetic"``, this package's decoding
+    until 2026-12-08). That sum is off by a saw-tooth of about +-0.2 units that jumps at every integer depth.
 
     Args:
         png_path: ``depth_NNNNNNN.png``.
-        offset: subtracted from the decoded value (0 for ``load_GT_depth.m``'s formula).
+        formula: one of :data:`BDIS_DEPTH_FORMULAS`.
 
     Returns:
-        (H, W) float32 depth in the renderer's unit (centimetres); NaN where the result is not positive.
+        (H, W) float32 depth in the renderer's unit (centimetres); NaN where the result is not positive or, for
+        ``"integer-fraction"``, at the far limit.
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: naming the file, if it is not an 8-bit three-channel image.
+        ValueError: naming the file, if it is not an 8-bit three-channel image, or (``"integer-fraction"``) if
+            its blue channel is not 0 (not the encoding of BDIS sets 30-33); for an unknown formula.
     """
+    if formula not in BDIS_DEPTH_FORMULAS:
+        raise ValueError(f"BDIS depth formula must be one of {BDIS_DEPTH_FORMULAS}, got {formula!r}")
     image = _read_image_unchanged(png_path, "BDIS depth")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] < 3:
         raise ValueError(f"BDIS depth {png_path} must be an 8-bit colour PNG, got {image.dtype} {image.shape}")
-    channels = image[..., :3].astype(np.float32) + 1.0
-    blue, green, red = channels[..., 0], channels[..., 1], channels[..., 2]  # OpenCV order is BGR
-    depth = (blue + 100.0 * green + red) / 256.0 - np.float32(offset)
+    blue, green, red = (image[..., i].astype(np.float32) for i in range(3))  # OpenCV order is BGR
+    if formula == "integer-fraction":
+        if np.any(image[..., 0]):
+            raise ValueError(f"BDIS depth {png_path} has a non-zero blue channel: not the encoding of BDIS sets "
+                             f"30-33 (integer part in green, fraction in red); formula='load-gt-depth' reads it "
+                             f"with the BDIS repository's MATLAB sum")
+        depth = np.round(green * 100.0 / 255.0) + red / 255.0
+        depth[depth >= BDIS_FAR_LIMIT_UNITS] = np.nan
+    else:
+        depth = ((blue + 1.0) + 100.0 * (green + 1.0) + (red + 1.0)) / 256.0
+        if formula == "main-synthetic":
+            depth -= np.float32(0.5)
     depth[depth <= 0] = np.nan
     return depth.astype(np.float32)
 
