@@ -16,9 +16,12 @@ with it. Printed per set, means over its pairs, on the pixels where every formul
 - ``ray length photometric``: the ``integer-fraction`` depth read as the distance along each pixel's ray instead
   of the z coordinate (z = distance / |K^-1 (u, v, 1)|), same pixels.
 
+``--figure OUT.png`` also plots one image row of one pair (default: row 240 of set 33, pair 5) decoded with each
+formula, with the places where green steps marked.
+
 Usage::
 
-    python benchmarks/bdis_depth_decoding.py [--data-root ../shared/data] [--every N]
+    python benchmarks/bdis_depth_decoding.py [--data-root ../shared/data] [--every N] [--figure OUT.png]
 """
 
 from __future__ import annotations
@@ -78,10 +81,40 @@ def pair_row(left_path, right_path, depth_path, sgbm) -> dict:
     return row
 
 
+def save_row_figure(path: str, depth_path, row: int) -> None:
+    """Depth along one image row under each formula, green steps marked (matplotlib, Agg back-end)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    green = cv2.imread(str(depth_path), cv2.IMREAD_UNCHANGED)[row, :, 1].astype(np.int32)
+    depths = {formula: decode_bdis_depth(depth_path, formula)[row] for formula in BDIS_DEPTH_FORMULAS}
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    top.plot(depths["integer-fraction"], label="integer-fraction (NaN at the far limit)", linewidth=1.2)
+    top.plot(depths["main-synthetic"], label="main-synthetic", linewidth=1.0)
+    top.set_ylabel("depth (units, cm)")
+    top.legend(loc="upper left")
+    for formula in ("main-synthetic", "load-gt-depth"):
+        bottom.plot(depths[formula] - depths["integer-fraction"], label=f"{formula} minus integer-fraction",
+                    linewidth=1.0)
+    bottom.set_ylabel("difference (units)")
+    bottom.set_xlabel("column (px)")
+    bottom.legend(loc="upper left")
+    for axis in (top, bottom):
+        for x in np.flatnonzero(np.diff(green) != 0):
+            axis.axvline(x + 0.5, color="grey", linewidth=0.5, alpha=0.6)
+    top.set_title(f"BDIS synthetic {depth_path.parent.name}/{depth_path.name}, row {row}; grey lines: green steps")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default=None, help="default ../shared/data")
     parser.add_argument("--every", type=int, default=1, help="use every N-th pair of each set (default 1 = all)")
+    parser.add_argument("--figure", help="also write the one-row profile figure here (PNG)")
     args = parser.parse_args(argv)
     if args.every <= 0:
         parser.error(f"--every must be positive, got {args.every}")
@@ -106,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nmedian depth step between other horizontal neighbours (units, every set): " + ", ".join(
         f"{formula} {np.median(np.concatenate([row[f'{formula} step elsewhere'] for row in every_row])):.4f}"
         for formula in BDIS_DEPTH_FORMULAS))
+    if args.figure:
+        save_row_figure(args.figure, bdis_synthetic_files(data_root, 33)[4][2], row=240)
+        print(f"wrote {args.figure}")
     return 0
 
 

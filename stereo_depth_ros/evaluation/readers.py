@@ -180,7 +180,7 @@ def decode_bdis_depth(png_path: str | Path, formula: str = "integer-fraction") -
     ``round(255 n / 100)`` (MATLAB's conversion of ``n / 100`` in [0, 1] to 8 bits: the green values of the 78
     files are exactly 0, 3, 5, 8, 10, 13, ... = ``round(2.55 n)``) and its fractional part in red as
     ``round(255 f)``; blue is 0 everywhere. Evidence (docs/evaluation.md, "Depth decoding"): across a step of
-    green, red wraps from 255 to 0 and this decoding stays continuous (median step 0.016 units between
+    green, red wraps from 255 to 0 and this decoding stays continuous (median step 0.012-0.020 units between
     neighbouring pixels across a green step against 0.20 for the MATLAB sum), and the GT disparity reconstructs
     the left image from the right one better on every set. Pixels at the far limit
     (:data:`BDIS_FAR_LIMIT_UNITS`) are unknown.
@@ -188,7 +188,7 @@ def decode_bdis_depth(png_path: str | Path, formula: str = "integer-fraction") -
     The BDIS repository (github.com/JingweiSong/BDIS-v2) decodes ``(B + 1) / 256 + 100 (G + 1) / 256 +
     (R + 1) / 256`` (``matlab/load_GT_depth.m``, formula ``"load-gt-depth"``), and its evaluation script
     ``matlab/Main_synthetic.m`` subtracts 0.5 from that (formula ``"main-synthetic"``, this package's decoding
-    until 2026-12-08). That sum is off by a saw-tooth of about +-0.2 units that jumps at every integer depth.
+    until 2026-12-08). That sum is off by -0.3 to +0.1 units, an error that jumps at every integer depth.
 
     Args:
         png_path: ``depth_NNNNNNN.png``.
