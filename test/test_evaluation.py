@@ -224,6 +224,22 @@ def test_bdis_synthetic_loader_pairs_images_with_depth():
     assert np.allclose(gt, 520 * 0.5 / expected_depth, equal_nan=True)
 
 
+def test_bdis_synthetic_far_limit_is_unknown_and_the_rest_is_a_close_surface():
+    """The renderer's far limit (G = 125, R = 255: 50 units) is no surface: the loader gives it no GT disparity,
+    and every other pixel of the frame has one, of a surface 1-50 cm away (disparity 5.2-260 px)."""
+    if not (DATA / "endoscopic_stereo" / "bdis_synthetic").is_dir():
+        pytest.skip(f"real data not present at {DATA / 'endoscopic_stereo' / 'bdis_synthetic'}")
+    left_path, _, depth_path = datasets.bdis_synthetic_files(DATA, 33)[0]
+    encoded = cv2.imread(str(depth_path), cv2.IMREAD_UNCHANGED)
+    far = (encoded[..., 1] == 125) & (encoded[..., 2] == 255)
+    assert 0.01 < far.mean() < 0.5  # this frame shows the far lumen
+    sample = next(iter(datasets.open_dataset("bdis-synthetic-33", DATA)))
+    assert sample.name == f"bdis-synthetic-33/{left_path.stem}"
+    np.testing.assert_array_equal(np.isnan(sample.gt_disparity), far)
+    known = sample.gt_disparity[~far]
+    assert known.min() > 520 * 0.5 / 50 and known.max() < 520 * 0.5 / 1
+
+
 def test_eval_photometric_compares_stages_with_sgbm_on_common_pixels(run_cli, tmp_path):
     left, right, _ = datasets.load_skimage_motorcycle()
     left = cv2.resize(left, (144, 96), interpolation=cv2.INTER_AREA)
