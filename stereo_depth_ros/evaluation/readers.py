@@ -176,7 +176,7 @@ def decode_bdis_depth(png_path: str | Path, formula: str = "integer-fraction") -
 
     ``depth = round(100 G / 255) + R / 255`` (formula ``"integer-fraction"``, the default), with G and R the
     8-bit green and red channels, in the renderer's unit, which this package takes as centimetres (depths of
-    1..15 units fit a colon seen by an endoscope in cm). The files store the depth's integer part ``n`` in green as
+    about 1-28 units fit a colon seen by an endoscope in cm). The files store the depth's integer part ``n`` in green as
     ``round(255 n / 100)`` (MATLAB's conversion of ``n / 100`` in [0, 1] to 8 bits: the green values of the 78
     files are exactly 0, 3, 5, 8, 10, 13, ... = ``round(2.55 n)``) and its fractional part in red as
     ``round(255 f)``; blue is 0 everywhere. Evidence (docs/evaluation.md, "Depth decoding"): across a step of
@@ -188,7 +188,8 @@ def decode_bdis_depth(png_path: str | Path, formula: str = "integer-fraction") -
     The BDIS repository (github.com/JingweiSong/BDIS-v2) decodes ``(B + 1) / 256 + 100 (G + 1) / 256 +
     (R + 1) / 256`` (``matlab/load_GT_depth.m``, formula ``"load-gt-depth"``), and its evaluation script
     ``matlab/Main_synthetic.m`` subtracts 0.5 from that (formula ``"main-synthetic"``, this package's decoding
-    until 2026-12-08). That sum is off by -0.3 to +0.1 units, an error that jumps at every integer depth.
+    until 2026-12-08). Against this decoding the first is off by +0.2 to +0.6 units and the second by -0.3 to
+    +0.1 units, an error that jumps at every integer depth.
 
     Args:
         png_path: ``depth_NNNNNNN.png``.
