@@ -33,20 +33,20 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stereo_depth_ros.evaluation.datasets import BDIS_SETS, bdis_synthetic_files, default_data_root
+from stereo_depth_ros.evaluation.datasets import (BDIS_BASELINE_DEPTH_UNITS, BDIS_CAMERA, BDIS_FOCAL_PX, BDIS_SETS,
+                                                   bdis_synthetic_files, default_data_root)
 from stereo_depth_ros.evaluation.metrics import masked_mean, photometric_error_image
 from stereo_depth_ros.evaluation.readers import BDIS_DEPTH_FORMULAS, decode_bdis_depth
 from stereo_depth_ros.images import read_image_bgr
 from stereo_depth_ros.models.registry import create_estimator
 
-FOCAL_TIMES_BASELINE = 520.0 * 0.5  # px * depth units (datasets.BDIS_CAMERA)
-FOCAL_PX, CX, CY = 520.0, 320.0, 240.0
+FOCAL_TIMES_BASELINE = BDIS_FOCAL_PX * BDIS_BASELINE_DEPTH_UNITS  # px * depth units: disparity = this / depth
 
 
 def _ray_norm(height: int, width: int) -> np.ndarray:
     """|K^-1 (u, v, 1)| per pixel: distance along the ray = z * this."""
     v, u = np.mgrid[0:height, 0:width].astype(np.float64)
-    return np.sqrt(((u - CX) / FOCAL_PX) ** 2 + ((v - CY) / FOCAL_PX) ** 2 + 1.0)
+    return np.sqrt(((u - BDIS_CAMERA.cx) / BDIS_CAMERA.fx) ** 2 + ((v - BDIS_CAMERA.cy) / BDIS_CAMERA.fy) ** 2 + 1.0)
 
 
 def _steps(depth: np.ndarray, green: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -235,7 +235,6 @@ def test_bdis_synthetic_set_32_pairs_depth_by_position(tmp_path, shared_data):
     expected_cm[expected_cm >= 50] = np.nan
     np.testing.assert_allclose(first, expected_cm / 100, rtol=1e-5)  # NaN where unknown, in both
     assert 0.01 < np.nanmedian(first) < 0.2  # a colon seen from a few centimetres
-    assert 0.01 < np.nanmedian(first) < 0.2  # a colon seen from a few centimetres
 
 
 def test_bad_folders(tmp_path):

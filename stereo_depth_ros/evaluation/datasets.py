@@ -124,14 +124,13 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def _bdis_sample(set_dir: Path, image_name: str, depth_path: Path, set_id: int) -> StereoSample:
-    left = read_image_bgr(set_dir / "images_rectified" / "left" / image_name)
-    right = read_image_bgr(set_dir / "images_rectified" / "right" / image_name)
+def _bdis_sample(left_path: Path, right_path: Path, depth_path: Path, set_id: int) -> StereoSample:
+    left, right = read_image_bgr(left_path), read_image_bgr(right_path)
     depth = decode_bdis_depth(depth_path)
     gt = np.full(depth.shape, np.nan, dtype=np.float32)
     positive = np.isfinite(depth) & (depth > 0)
     gt[positive] = BDIS_FOCAL_PX * BDIS_BASELINE_DEPTH_UNITS / depth[positive]
-    return StereoSample(name=f"bdis-synthetic-{set_id}/{Path(image_name).stem}", left_bgr=left, right_bgr=right,
+    return StereoSample(name=f"bdis-synthetic-{set_id}/{left_path.stem}", left_bgr=left, right_bgr=right,
                         gt_disparity=gt, camera=BDIS_CAMERA)
 
 
@@ -164,11 +163,8 @@ def bdis_synthetic(data_root: Path, sets: tuple[int, ...] = BDIS_SETS) -> Ground
     Raises:
         FileNotFoundError: if a set folder, or the depth file of an image, is missing.
     """
-    readers = []
-    for set_id in sets:
-        set_dir = Path(data_root) / "endoscopic_stereo" / "bdis_synthetic" / str(set_id)
-        for image, _, depth_path in bdis_synthetic_files(data_root, set_id):
-            readers.append(lambda s=set_dir, n=image.name, d=depth_path, i=set_id: _bdis_sample(s, n, d, i))
+    readers = [lambda paths=paths, i=set_id: _bdis_sample(*paths, i)
+               for set_id in sets for paths in bdis_synthetic_files(data_root, set_id)]
     name = "bdis-synthetic" if len(sets) > 1 else f"bdis-synthetic-{sets[0]}"
     return GroundTruthDataset(name, readers)
 

@@ -99,7 +99,7 @@ class TrainDispNetOptions:
     baseline_m: float | None = BDIS_RIG["baseline_m"]
     encoder_channels: tuple[int, ...] = (32, 32, 64, 128, 256)
     decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
-    exclude: str | None = str(split_file())
+    exclude: str | None = field(default_factory=lambda: str(split_file()))
     init: str | None = None
     seed: int = 0
     resume: str | None = None

@@ -172,7 +172,7 @@ class TrainSuperResolutionOptions:
     out: str
     model: str = "stereo"
     data: list[str] = field(default_factory=lambda: [str(DEFAULT_DATA_ROOT / s) for s in DEFAULT_SETS])
-    exclude: str | None = str(split_file())
+    exclude: str | None = field(default_factory=lambda: str(split_file()))
     steps: int = 1000
     batch_size: int = 4
     patch: tuple[int, int] = (32, 64)
